@@ -1,0 +1,28 @@
+import pytest
+
+from ansible_collections.itsp.cluster.plugins.test.network import ipv4_address, port_number, usable_ipv4
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("198.18.0.10", True), ("203.0.113.7", True), (" 203.0.113.7 ", True),
+    ("203.0.113", False), ("203.0.113.300", False), ("sip.example.net", False),
+    ("2001:db8::1", False), ("198.18.0.0/24", False), ("", False), (None, False), (5060, False),
+])
+def test_ipv4_address(value, expected):
+    assert ipv4_address(value) is expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("198.18.0.10", True), ("0.0.0.0", False), ("127.0.0.1", False), ("224.0.0.1", False),
+    ("255.255.255.255", False), ("nonsense", False),
+])
+def test_usable_ipv4(value, expected):
+    assert usable_ipv4(value) is expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    (5060, True), ("5060", True), (1, True), (65535, True), (0, False), (65536, False),
+    (-1, False), ("50a", False), (True, False), (None, False), ("5060.0", False),
+])
+def test_port_number(value, expected):
+    assert port_number(value) is expected
