@@ -1,0 +1,109 @@
+# Copyright: itsp.cluster engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side instance discovery, batched: a whole fleet from a handful of API calls.
+
+    records.py  the normalized record (same keys as the on-host cloud_facts module)
+    ec2.py      AWS: DescribeInstances + DescribeAddresses per region and page
+    gce.py      GCE: instances.aggregatedList across all zones
+    common.py   CloudApiError (the one exception type) and the API call counter
+"""
+
+from __future__ import annotations
+
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import ec2, gce
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.common import (
+    ApiCallCounter,
+    CloudApiError,
+)
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import sort_key
+
+__all__ = ["ApiCallCounter", "CloudApiError", "CloudInstanceFinder", "missing_library"]
+
+# Options only one provider understands; anything else is shared.
+PROVIDER_OPTIONS = {
+    "aws": ("regions", "endpoint_url", "profile", "access_key", "secret_key", "session_token"),
+    "gce": ("project", "zones", "auth_kind", "service_account_file", "service_account_contents",
+            "api_endpoint"),
+}
+PAGE_SIZE_LIMITS = {"aws": (ec2.PAGE_SIZE_MIN, ec2.PAGE_SIZE_MAX), "gce": (1, gce.PAGE_SIZE_MAX)}
+
+
+def missing_library(provider):
+    """The pip name of the SDK `provider` needs when it cannot be imported, else None."""
+    if provider == "aws" and not ec2.HAS_BOTO3:
+        return "boto3"
+    if provider == "gce" and not gce.HAS_GOOGLE_COMPUTE:
+        return "google-cloud-compute"
+    return None
+
+
+def option_problems(params):
+    """Rules spanning several options that argument_spec cannot express; [] when all is well."""
+    provider = params["provider"]
+    problems = []
+    foreign = [
+        name
+        for other, names in PROVIDER_OPTIONS.items()
+        if other != provider
+        for name in names
+        if params.get(name) not in (None, [], {})
+    ]
+    if foreign:
+        problems.append(f"option(s) {', '.join(foreign)} do not apply to provider {provider}")
+    if params.get("page_size") is not None:
+        low, high = PAGE_SIZE_LIMITS[provider]
+        if not low <= params["page_size"] <= high:
+            problems.append(f"page_size must be between {low} and {high} for provider {provider}, "
+                            f"got {params['page_size']}")
+    if params.get("max_attempts") is not None and params["max_attempts"] < 1:
+        problems.append(f"max_attempts must be at least 1, got {params['max_attempts']}")
+    if provider == "aws" and not [region for region in params.get("regions") or [] if region]:
+        problems.append("regions must name at least one region for provider aws")
+    return problems
+
+
+class CloudInstanceFinder:
+    """Finds instances for module params; raises CloudApiError with the cloud's error code."""
+
+    def __init__(self, params, retry_initial=0.5):
+        self.params = params
+        self.counter = ApiCallCounter()
+        self.retry_initial = retry_initial
+
+    def find(self):
+        params = self.params
+        records = self._find_aws(params) if params["provider"] == "aws" else self._find_gce(params)
+        return {"instances": sorted(records, key=sort_key), "api_calls": self.counter.as_dict()}
+
+    def _find_aws(self, params):
+        return ec2.discover(
+            params["regions"],
+            self.counter,
+            filters=params.get("filters"),
+            tags=params.get("tags"),
+            instance_ids=params.get("instance_ids"),
+            page_size=params.get("page_size") or ec2.PAGE_SIZE_MAX,
+            endpoint_url=params.get("endpoint_url"),
+            profile=params.get("profile"),
+            access_key=params.get("access_key"),
+            secret_key=params.get("secret_key"),
+            session_token=params.get("session_token"),
+            max_attempts=params.get("max_attempts") or 5,
+        )
+
+    def _find_gce(self, params):
+        return gce.discover(
+            params["project"],
+            self.counter,
+            zones=params.get("zones"),
+            filters=params.get("filters"),
+            labels=params.get("tags"),
+            instance_ids=params.get("instance_ids"),
+            page_size=params.get("page_size") or gce.PAGE_SIZE_MAX,
+            max_attempts=params.get("max_attempts") or 5,
+            auth_kind=params.get("auth_kind") or "application",
+            service_account_file=params.get("service_account_file"),
+            service_account_contents=params.get("service_account_contents"),
+            api_endpoint=params.get("api_endpoint"),
+            retry_initial=self.retry_initial,
+        )

@@ -1,0 +1,369 @@
+#!/usr/bin/python
+# Copyright: itsp.cluster engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cloud_instances
+short_description: List a fleet's instances and addresses from the controller, in batched API calls
+version_added: "0.1.0"
+description:
+  - Asks the cloud API, not the hosts, for every matching instance and returns one normalized record
+    per instance with the same keys as the on-host M(itsp.cluster.cloud_facts) module, so either
+    source can feed the Kamailio and rtpengine roles.
+  - "AWS: one C(DescribeInstances) per region and page, plus one C(DescribeAddresses) per region so an
+    elastic IP associated after launch is reported even before the instance's own answer shows it.
+    Regions are queried in parallel."
+  - "GCE: one C(instances.aggregatedList) walk covers every zone of the project."
+  - Calls are never made per host. O(api_calls) in the result shows how many requests went out.
+  - Throttling (C(RequestLimitExceeded), HTTP 429, Compute's C(rateLimitExceeded)) and transient
+    server errors are retried with the SDK's own back-off, up to O(max_attempts) tries per request.
+  - Public addresses on AWS and GCE are 1-to-1 NAT onto a private address, so C(nat) is
+    C(one_to_one) whenever a public IPv4 exists and C(none) otherwise.
+  - "Runs on the controller; use C(delegate_to: localhost) and C(run_once: true)."
+author:
+  - itsp.cluster engineers
+requirements:
+  - boto3 (provider C(aws))
+  - google-cloud-compute and google-auth (provider C(gce))
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: >-
+      Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+    details: Read-only; there is never a change to show.
+  idempotent:
+    description: When run twice in a row without outside changes, the second run reports no change.
+    support: full
+    details: Read-only; always C(changed=false).
+options:
+  provider:
+    description: The cloud to ask.
+    type: str
+    required: true
+    choices: [aws, gce]
+  regions:
+    description:
+      - AWS regions to search. Required for O(provider=aws); each region is one batch of calls.
+    type: list
+    elements: str
+  endpoint_url:
+    description:
+      - EC2 endpoint to use instead of the region's public one (a VPC endpoint, or a local stand-in
+        such as moto in tests).
+    type: str
+  profile:
+    description:
+      - Named profile from the AWS shared credentials/config files.
+      - Without O(profile) or O(access_key), boto3's usual chain applies
+        (environment, shared files, instance role).
+    type: str
+    aliases: [aws_profile]
+  access_key:
+    description: AWS access key id.
+    type: str
+    aliases: [aws_access_key_id]
+  secret_key:
+    description: AWS secret access key. Required with O(access_key).
+    type: str
+    aliases: [aws_secret_access_key]
+  session_token:
+    description: AWS session token for temporary credentials.
+    type: str
+    aliases: [aws_session_token]
+  project:
+    description: GCE project id. Required for O(provider=gce).
+    type: str
+  zones:
+    description:
+      - Keep only instances in these GCE zones. The aggregated list is still one walk over all zones;
+        the zone restriction is applied to its answer.
+    type: list
+    elements: str
+  auth_kind:
+    description:
+      - How to authenticate to GCE.
+      - V(application) uses Application Default Credentials (C(GOOGLE_APPLICATION_CREDENTIALS),
+        gcloud's login, or the metadata server).
+      - V(serviceaccount) uses O(service_account_file) or O(service_account_contents).
+      - V(anonymous) sends no credentials; only for a local stand-in, so it requires O(api_endpoint).
+      - Defaults to V(application).
+    type: str
+    choices: [application, serviceaccount, anonymous]
+  service_account_file:
+    description: Path to a service account JSON key file, for O(auth_kind=serviceaccount).
+    type: path
+  service_account_contents:
+    description:
+      - The service account JSON key itself, for O(auth_kind=serviceaccount) (for example from a vault).
+    type: str
+  api_endpoint:
+    description:
+      - Compute API endpoint to use instead of the public one, such as V(http://127.0.0.1:8780) for the
+        lab stand-in C(lab/standins/gce_compute_api.py). Passed to the client as C(client_options).
+    type: str
+  filters:
+    description:
+      - Narrow the search. Values are strings or lists of strings (a list matches any of them).
+      - For AWS, keys are EC2 filter names (C(instance-state-name), C(vpc-id), ...).
+      - For GCE, keys are Compute instance fields (C(status), C(name), C(labels.role), ...); each becomes
+        C(field = "value") and the terms are ANDed into the request's filter.
+    type: dict
+  tags:
+    description:
+      - "Tags (AWS) or labels (GCE) that instances must carry, as C(key: value)."
+    type: dict
+    aliases: [labels]
+  instance_ids:
+    description:
+      - Exactly these instances (EC2 instance ids, or GCE numeric instance ids). Cannot be combined
+        with O(filters) or O(tags).
+      - On AWS an unknown id fails the call with C(InvalidInstanceID.NotFound), as EC2 does.
+    type: list
+    elements: str
+  page_size:
+    description:
+      - Instances asked for per page. Defaults to the API maximum (1000 for AWS, 500 for GCE), so a
+        fleet of up to that size costs one call per region (AWS) or one call in all (GCE).
+      - AWS accepts 5 to 1000, GCE 1 to 500.
+    type: int
+  max_attempts:
+    description:
+      - Tries per request, the first included, before a throttled or transiently failing call is
+        reported as failed.
+      - AWS uses botocore's adaptive retry mode; GCE a google-api-core exponential back-off.
+    type: int
+    default: 5
+notes:
+  - "The MAC address is null for GCE instances: the Compute API does not expose it."
+  - "Interface names are the cloud's names for the interface (the ENI id on AWS, V(nic0)... on GCE),
+    not the guest's device names."
+  - For each interface only the primary private IPv4 and the public IPv4 mapped onto it are
+    reported; public addresses on secondary private IPs are not.
+seealso:
+  - module: amazon.aws.ec2_instance_info
+  - module: google.cloud.gcp_compute_instance_info
+"""
+
+EXAMPLES = r"""
+- name: Find the SIP fleet in three AWS regions
+  itsp.cluster.cloud_instances:
+    provider: aws
+    regions: [eu-west-1, eu-central-1, us-east-1]
+    tags:
+      role: sip
+    filters:
+      instance-state-name: [pending, running]
+  delegate_to: localhost
+  run_once: true
+  register: aws_fleet
+
+- name: Show each instance's public address
+  ansible.builtin.debug:
+    msg: "{{ aws_fleet.instances | items2dict(key_name='name', value_name='public_ipv4') }}"
+
+- name: Find running media relays in a GCE project, all zones at once
+  itsp.cluster.cloud_instances:
+    provider: gce
+    project: itsp-prod
+    auth_kind: serviceaccount
+    service_account_file: /etc/itsp/gce-reader.json
+    tags:
+      role: rtpengine
+    filters:
+      status: RUNNING
+  delegate_to: localhost
+  run_once: true
+  register: gce_fleet
+
+- name: Ask the lab's local Compute stand-in
+  itsp.cluster.cloud_instances:
+    provider: gce
+    project: itsp-lab
+    auth_kind: anonymous
+    api_endpoint: http://127.0.0.1:8780
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+instances:
+  description: One record per instance, ordered by region, zone, name and id.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    provider:
+      description: V(aws) or V(gce).
+      type: str
+      sample: aws
+    region:
+      description: AWS region, or the GCE region the zone belongs to.
+      type: str
+      sample: eu-west-1
+    zone:
+      description: Availability zone (AWS) or zone (GCE).
+      type: str
+      sample: eu-west-1a
+    instance_id:
+      description: EC2 instance id, or the GCE numeric instance id as a string.
+      type: str
+      sample: i-0123456789abcdef0
+    instance_type:
+      description: EC2 instance type or GCE machine type name.
+      type: str
+      sample: c5.large
+    name:
+      description: The C(Name) tag (AWS) or the instance name (GCE); null when untagged.
+      type: str
+      sample: sip-edge-1
+    state:
+      description: >-
+        The lifecycle state as the cloud names it, lower-cased (V(running), V(stopped), V(terminated)...).
+      type: str
+      sample: running
+    interfaces:
+      description: Network interfaces, primary first. Empty when the cloud reports none.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The cloud's name for the interface (ENI id on AWS, V(nic0)... on GCE).
+          type: str
+          sample: eni-0123456789abcdef0
+        mac:
+          description: MAC address (AWS); null on GCE.
+          type: str
+          sample: "02:00:00:87:cc:b9"
+        private_ipv4:
+          description: Primary private IPv4 of the interface.
+          type: str
+          sample: 198.18.1.4
+        public_ipv4:
+          description: Public IPv4 mapped onto it (an elastic IP or an ephemeral one), or null.
+          type: str
+          sample: 203.0.113.10
+        ipv6:
+          description: IPv6 addresses of the interface.
+          type: list
+          elements: str
+          sample: []
+        nat:
+          description: V(one_to_one) when a public IPv4 is mapped onto the interface, else V(none).
+          type: str
+          sample: one_to_one
+    private_ipv4:
+      description: The primary interface's private IPv4, or null.
+      type: str
+      sample: 198.18.1.4
+    public_ipv4:
+      description: The primary interface's public IPv4, or null.
+      type: str
+      sample: 203.0.113.10
+    nat:
+      description: V(one_to_one) when the primary interface has a public IPv4, else V(none).
+      type: str
+      sample: one_to_one
+api_calls:
+  description:
+    - HTTP requests sent per API operation, every page and every retry included.
+    - Grows with pages and regions, not with the number of hosts.
+  returned: always
+  type: dict
+  sample: {"ec2.DescribeAddresses": 3, "ec2.DescribeInstances": 3}
+error_code:
+  description: >-
+    The cloud's own error code when a call failed
+    (C(AuthFailure), C(RequestLimitExceeded), C(PERMISSION_DENIED)...).
+  returned: failure of a cloud call
+  type: str
+  sample: AuthFailure
+http_status:
+  description: The HTTP status of the failed call, when there was an HTTP answer.
+  returned: failure of a cloud call
+  type: int
+  sample: 401
+operation:
+  description: The API operation that failed.
+  returned: failure of a cloud call
+  type: str
+  sample: ec2.DescribeInstances
+attempts:
+  description: How many times the failed request was tried.
+  returned: failure of a cloud call
+  type: int
+  sample: 5
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import (
+    CloudApiError,
+    CloudInstanceFinder,
+    missing_library,
+    option_problems,
+)
+
+
+def argument_spec():
+    return dict(
+        provider=dict(type="str", required=True, choices=["aws", "gce"]),
+        regions=dict(type="list", elements="str"),
+        endpoint_url=dict(type="str"),
+        profile=dict(type="str", aliases=["aws_profile"]),
+        access_key=dict(type="str", aliases=["aws_access_key_id"], no_log=False),
+        secret_key=dict(type="str", aliases=["aws_secret_access_key"], no_log=True),
+        session_token=dict(type="str", aliases=["aws_session_token"], no_log=True),
+        project=dict(type="str"),
+        zones=dict(type="list", elements="str"),
+        auth_kind=dict(type="str", choices=["application", "serviceaccount", "anonymous"]),
+        service_account_file=dict(type="path"),
+        service_account_contents=dict(type="str", no_log=True),
+        api_endpoint=dict(type="str"),
+        filters=dict(type="dict"),
+        tags=dict(type="dict", aliases=["labels"]),
+        instance_ids=dict(type="list", elements="str"),
+        page_size=dict(type="int"),
+        max_attempts=dict(type="int", default=5),
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[
+            ("instance_ids", "filters"),
+            ("instance_ids", "tags"),
+            ("profile", "access_key"),
+            ("service_account_file", "service_account_contents"),
+        ],
+        required_together=[("access_key", "secret_key")],
+        required_if=[
+            ("provider", "aws", ["regions"]),
+            ("provider", "gce", ["project"]),
+            ("auth_kind", "serviceaccount", ["service_account_file", "service_account_contents"], True),
+            ("auth_kind", "anonymous", ["api_endpoint"]),
+        ],
+        supports_check_mode=True,
+    )
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+    library = missing_library(module.params["provider"])
+    if library:
+        module.fail_json(msg=missing_required_lib(library))
+
+    # Read-only: check mode runs the same calls, there is no side effect to guard.
+    try:
+        result = CloudInstanceFinder(module.params).find()
+    except CloudApiError as error:
+        module.fail_json(msg=str(error), api_calls={}, **error.as_result())
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
