@@ -1,0 +1,168 @@
+# Copyright: itsp.cluster engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bare metal (and anything else without a metadata service): what the host itself holds.
+
+LocalAddresses is also what every cloud provider's answer is checked against: an address bound
+on the host means no NAT in front of it, a public address that is not bound means 1-to-1 NAT.
+"""
+
+import ipaddress
+import json
+
+from ansible_collections.itsp.cluster.plugins.module_utils.providers import Detected, Nic, ProviderError
+
+SOURCE = "local addresses (ip -j addr)"
+# Documentation ranges are not global in ipaddress' eyes, but they are the public side of the lab
+# (and of every example in this collection): treat them as public so the lab behaves like the internet.
+LAB_PUBLIC_NETS = (ipaddress.IPv4Network("203.0.113.0/24"), ipaddress.IPv4Network("198.51.100.0/24"))
+
+
+def is_public_ipv4(address):
+    """True for an address the internet can route to this host: not RFC 1918, not 198.18.0.0/15,
+    not CGNAT, loopback or link-local (ipaddress.is_global), plus the lab's documentation ranges."""
+    address = ipaddress.IPv4Address(address)
+    return address.is_global or any(address in net for net in LAB_PUBLIC_NETS)
+
+
+class Link:
+    def __init__(self, name, mac, ipv4=None, ipv6=None):
+        self.name = name
+        self.mac = mac
+        self.ipv4 = list(ipv4 or [])
+        self.ipv6 = list(ipv6 or [])
+
+    @property
+    def private_ipv4(self):
+        """The link's own address: its first non-public IPv4, else its first IPv4."""
+        for address in self.ipv4:
+            if not is_public_ipv4(address):
+                return address
+        return self.ipv4[0] if self.ipv4 else None
+
+    @property
+    def public_ipv4(self):
+        for address in self.ipv4:
+            if is_public_ipv4(address):
+                return address
+        return None
+
+    def describe(self):
+        return f"{self.name} {', '.join(self.ipv4) or '(no IPv4)'}"
+
+
+class LocalAddresses:
+    """This host's interfaces and addresses, from iproute2's JSON output."""
+
+    def __init__(self, links, default_dev=None):
+        self.links = links
+        self.default_dev = default_dev
+
+    @classmethod
+    def from_ip_json(cls, addr_json, route_json="[]"):
+        """addr_json: `ip -j addr show`; route_json: `ip -j -4 route show default`."""
+        links = []
+        for entry in json.loads(addr_json or "[]"):
+            # Old iproute2 prints {} for links filtered out; loopback holds nothing we want.
+            if not entry.get("ifname") or "LOOPBACK" in entry.get("flags", []):
+                continue
+            ipv4, ipv6 = [], []
+            for info in entry.get("addr_info", []):
+                if info.get("scope") not in (None, "global"):
+                    continue
+                if info.get("family") == "inet":
+                    ipv4.append(str(ipaddress.IPv4Address(info["local"])))
+                elif info.get("family") == "inet6":
+                    ipv6.append(str(ipaddress.IPv6Address(info["local"])))
+            mac = (entry.get("address") or "").lower() or None
+            links.append(Link(entry["ifname"], mac, ipv4, ipv6))
+        routes = [r for r in json.loads(route_json or "[]") if r.get("dst") == "default" and r.get("dev")]
+        routes.sort(key=lambda route: route.get("metric", 0))
+        return cls(links, routes[0]["dev"] if routes else None)
+
+    @classmethod
+    def collect(cls, run_command, ip_path):
+        """Runs iproute2 through run_command(args) -> (rc, out, err), e.g. AnsibleModule.run_command."""
+        if not ip_path:
+            raise ProviderError(
+                "cannot list this host's addresses: the `ip` command is missing; install iproute2 "
+                "(Debian/Ubuntu: apt-get install iproute2)"
+            )
+        outputs = []
+        for args in ([ip_path, "-j", "addr", "show"], [ip_path, "-j", "-4", "route", "show", "default"]):
+            rc, out, err = run_command(args)
+            if rc != 0:
+                raise ProviderError(
+                    f"cannot list this host's addresses: `{' '.join(args)}` failed (rc={rc}): "
+                    f"{(err or out).strip()}; iproute2 4.13 or later is needed for -j (JSON)"
+                )
+            outputs.append(out)
+        try:
+            return cls.from_ip_json(*outputs)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError(f"cannot read the output of `{ip_path} -j addr show`: {exc}") from exc
+
+    # -- questions the detection asks --------------------------------------------------------------
+    def is_bound(self, address):
+        return any(address in link.ipv4 or address in link.ipv6 for link in self.links)
+
+    def link_for_mac(self, mac):
+        for link in self.links:
+            if mac and link.mac == mac:
+                return link
+        return None
+
+    def link_for_address(self, address):
+        for link in self.links:
+            if address and (address in link.ipv4 or address in link.ipv6):
+                return link
+        return None
+
+    def with_ipv4(self):
+        return [link for link in self.links if link.ipv4]
+
+    def describe(self):
+        return "; ".join(link.describe() for link in self.with_ipv4()) or "no IPv4 address at all"
+
+    def primary(self, preferred_ipv4=None):
+        """The link whose address is this host's own: the one holding preferred_ipv4 if given and
+        bound, else the default route's, else the only link with a global IPv4."""
+        if preferred_ipv4:
+            link = self.link_for_address(preferred_ipv4)
+            if link:
+                return link
+        candidates = self.with_ipv4()
+        for link in candidates:
+            if link.name == self.default_dev:
+                return link
+        if len(candidates) == 1:
+            return candidates[0]
+        return None
+
+
+class MetalProvider:
+    name = "metal"
+    source = SOURCE
+
+    def __init__(self, local, preferred_ipv4=None):
+        self.local = local
+        self.preferred_ipv4 = preferred_ipv4
+
+    def detect(self):
+        primary = self.local.primary(self.preferred_ipv4)
+        if primary is None:
+            held = self.local.describe()
+            raise ProviderError(
+                "metal: cannot tell which address is this host's own: "
+                + ("no default route and " if not self.local.default_dev else
+                   f"the default route's interface {self.local.default_dev} has no IPv4 and ")
+                + f"not exactly one interface with a global IPv4 ({held}); set private_ipv4"
+            )
+        others = [link for link in self.local.with_ipv4() if link is not primary]
+        nics = [Nic(link.mac, link.private_ipv4, link.public_ipv4, link.ipv6, link.name)
+                for link in [primary] + others]
+        if nics[0].public_ipv4 is None:
+            # A public address bound elsewhere on the host still reaches it without NAT.
+            nics[0].public_ipv4 = next((nic.public_ipv4 for nic in nics[1:] if nic.public_ipv4), None)
+        if self.preferred_ipv4 and self.local.is_bound(self.preferred_ipv4):
+            nics[0].private_ipv4 = self.preferred_ipv4
+        return Detected(provider=self.name, source=self.source, interfaces=nics)
