@@ -620,6 +620,10 @@ def cmd_up(args):
             raise LabError(f"{tool} is not installed: run scripts/bootstrap.sh first")
     spec = load_spec(args.spec)
     old = load_state()
+    if old and old.get("spec") == spec and old.get("complete") and all_running(spec):
+        log("lab already up with this spec: nothing changed")
+        print(json.dumps(dict(status(), changed=False), indent=2))
+        return
     if old and old.get("spec") != spec:
         log("a lab with a different spec is up: replacing it")
         cmd_down(args)
@@ -643,10 +647,19 @@ def cmd_up(args):
         raise
     save_state({"spec": spec, "complete": True})
     log(f"lab up: {len(spec['hosts'])} hosts in {time.monotonic() - t0:.1f} s")
-    print(json.dumps(status(), indent=2))
+    print(json.dumps(dict(status(), changed=True), indent=2))
+
+
+def all_running(spec):
+    return pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))) and all(
+        pid_alive(read_pid(os.path.join(RUN, f"host-{h['name']}.pid"))) for h in spec["hosts"])
 
 
 def cmd_down(_args=None):
+    if not os.path.isdir(RUN) and not os.path.isdir(HOSTS_DIR) and not link_exists(BRIDGE) \
+            and not netns_exists(EDGE_NS) and not netns_exists(PUB_NS):
+        log("lab down: nothing to do")
+        return
     state = load_state() or {}
     names = [h["name"] for h in state.get("spec", {}).get("hosts", [])]
     # Hosts found on disk or by pidfile too, in case the state file was lost mid-way.
@@ -666,6 +679,8 @@ def cmd_down(_args=None):
         if link_exists(link):
             sh("ip", "link", "del", link, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
+    if os.path.isdir(HOSTS_DIR) and not os.listdir(HOSTS_DIR):
+        os.rmdir(HOSTS_DIR)
     log("lab down: nothing of it is left (caches under " + CACHE + " are kept)")
 
 

@@ -1,0 +1,140 @@
+"""Real SIP from the lab's public side (namespace itsp-pub), with SIPp.
+
+Used by the Molecule verifiers, the lab report and the benchmarks. Every SIPp run is bounded:
+-m (calls), -timeout / -recv_timeout, and an outer `timeout -s INT`, because SIPp can ignore
+its own timeout when responses are dropped.
+"""
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+SIPP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sipp")
+PUB_NS = "itsp-pub"
+PUBLIC_CLIENT = "203.0.113.200"
+
+
+class SipResult:
+    def __init__(self, rc, stdout, messages):
+        self.rc = rc
+        self.stdout = stdout
+        self.messages = messages  # list of (direction, text) as SIPp traced them
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+    def received(self):
+        return [text for direction, text in self.messages if direction == "received"]
+
+    def first_response_code(self):
+        for text in self.received():
+            m = re.match(r"SIP/2\.0 (\d{3})", text)
+            if m:
+                return int(m.group(1))
+        return None
+
+    def __repr__(self):
+        return f"SipResult(rc={self.rc}, code={self.first_response_code()})"
+
+
+def parse_trace(text):
+    """Split a SIPp -trace_msg file into (direction, message) pairs."""
+    out = []
+    for block in re.split(r"^-{10,}.*$", text, flags=re.M):
+        m = re.search(r"(UDP|TCP) message (received|sent)[^\n]*:\s*\n\n?(.*)", block, re.S)
+        if m:
+            out.append((m.group(2), m.group(3).strip("\n")))
+    return out
+
+
+def header_values(message, name):
+    """All values of a header (compact forms of Via and Record-Route not used by SIPp/Kamailio here)."""
+    vals = []
+    for line in message.splitlines():
+        if ":" in line:
+            key, val = line.split(":", 1)
+            if key.strip().lower() == name.lower():
+                vals.append(val.strip())
+    return vals
+
+
+def _sipp(args, timeout, trace=True, background=False):
+    fd, trace_file = tempfile.mkstemp(prefix="sipp-", suffix=".msg")
+    os.close(fd)
+    cmd = ["ip", "netns", "exec", PUB_NS, "timeout", "-s", "INT", str(int(timeout)), "sipp",
+           "-nd", "-buff_size", "1048576", "-recv_timeout", str(int(timeout * 1000 * 0.8)),
+           "-timeout", f"{int(timeout * 0.9)}s", "-timeout_error"]
+    if trace:
+        cmd += ["-trace_msg", "-message_file", trace_file]
+    cmd += args
+    if background:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        return proc, trace_file
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout + 10, check=False)
+    return _result(proc.returncode, proc.stdout, trace_file)
+
+
+def _result(rc, stdout, trace_file):
+    text = ""
+    with contextlib.suppress(OSError):
+        with open(trace_file, errors="replace") as fh:
+            text = fh.read()
+        os.unlink(trace_file)
+    return SipResult(rc, stdout, parse_trace(text))
+
+
+def options(target, port=5060, local_port=5070, timeout=8):
+    """One OPTIONS from the public side to target:port. .ok means 200 came back."""
+    return _sipp([f"{target}:{port}", "-sf", os.path.join(SIPP_DIR, "options.xml"), "-m", "1",
+                  "-i", PUBLIC_CLIENT, "-p", str(local_port)], timeout)
+
+
+def register(proxy, user, domain, contact_port, port=5060, local_port=5071, timeout=8):
+    return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "register.xml"), "-m", "1",
+                  "-s", user, "-key", "domain", domain, "-key", "contact_port", str(contact_port),
+                  "-i", PUBLIC_CLIENT, "-p", str(local_port)], timeout)
+
+
+def call(proxy, user, domain, port=5060, local_port=5072, timeout=10):
+    return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "call.xml"), "-m", "1",
+                  "-s", user, "-key", "domain", domain, "-i", PUBLIC_CLIENT, "-p", str(local_port)],
+                 timeout)
+
+
+class Uas:
+    """SIPp's built-in UAS on the public side, answering `calls` calls, tracing what it got."""
+
+    def __init__(self, port=5080, calls=1, timeout=20):
+        self.proc, self.trace_file = _sipp(["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT,
+                                            "-p", str(port)], timeout, background=True)
+        time.sleep(0.3)  # let it bind before anyone calls
+
+    def finish(self, timeout=15):
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return _result(self.proc.returncode, out, self.trace_file)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def relayed_invite(uas_result):
+    """The INVITE as the UAS saw it, after it crossed the proxy and the NAT."""
+    for text in uas_result.received():
+        if text.startswith("INVITE "):
+            return text
+    return None
