@@ -166,14 +166,14 @@ class MetadataHttp:
             "is the cloud's metadata service and not a proxy, a captive portal or a mock"
         )
 
-    def text(self, reply, path):
+    def text(self, reply, path, what="text"):
         try:
             return reply.body.decode("utf-8").strip()
         except UnicodeDecodeError:
-            raise self.garbage("text", path, reply.body) from None
+            raise self.garbage(what, path, reply.body) from None
 
     def token(self, reply, path, what):
-        value = self.text(reply, path)
+        value = self.text(reply, path, what)
         if not TOKEN_RE.match(value):
             raise self.garbage(what, path, reply.body)
         return value

@@ -40,9 +40,9 @@ class AwsProvider:
         zone = self.http.token(*self._get(token, "placement/availability-zone", required=True), "a zone")
         region_reply = self._get(token, "placement/region")
         region = self.http.token(*region_reply, "a region") if region_reply else zone.rstrip("abcdefghij")
-        primary_mac = self.http.mac(self._text(token, "mac", required=True), META + "mac")
+        primary_mac = self.http.mac(self._text(token, "mac", True, "a MAC address"), META + "mac")
 
-        listing = self._text(token, "network/interfaces/macs/", required=True)
+        listing = self._text(token, "network/interfaces/macs/", True, "a list of MAC addresses")
         nics = []
         for entry in listing.split():
             mac = self.http.mac(entry.rstrip("/"), META + "network/interfaces/macs/", listing)
@@ -62,12 +62,12 @@ class AwsProvider:
 
     def _nic(self, token, mac):
         base = f"network/interfaces/macs/{mac}/"
-        device = self._text(token, base + "device-number", required=True)
+        device = self._text(token, base + "device-number", True, "a device number")
         if not device.isdigit():
             raise self.http.garbage("a device number", META + base + "device-number", device)
-        privates = self._text(token, base + "local-ipv4s", required=True).split()
-        publics = (self._text(token, base + "public-ipv4s") or "").split()
-        ipv6 = (self._text(token, base + "ipv6s") or "").split()
+        privates = self._text(token, base + "local-ipv4s", True, "an IPv4 address").split()
+        publics = (self._text(token, base + "public-ipv4s", what="an IPv4 address") or "").split()
+        ipv6 = (self._text(token, base + "ipv6s", what="IPv6 addresses") or "").split()
         if not privates:
             raise self.http.garbage("an IPv4 address", META + base + "local-ipv4s", "")
         return int(device), Nic(
@@ -131,6 +131,6 @@ class AwsProvider:
             )
         raise self.http.unexpected(reply, "GET", path)
 
-    def _text(self, token, key, required=False):
+    def _text(self, token, key, required=False, what="text"):
         got = self._get(token, key, required)
-        return self.http.text(*got) if got else None
+        return self.http.text(*got, what) if got else None

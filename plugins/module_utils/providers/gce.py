@@ -33,7 +33,7 @@ class GceProvider:
         machine_type = self._match(MACHINE_TYPE_RE, "machine-type", "projects/NUMBER/machineTypes/TYPE")
         reply, path = self._get("network-interfaces/?recursive=true")
         try:
-            interfaces = json.loads(self.http.text(reply, path))
+            interfaces = json.loads(self.http.text(reply, path, "a JSON list of network interfaces"))
             if not isinstance(interfaces, list) or not interfaces:
                 raise ValueError("not a non-empty list")
             nics = [self._nic(entry, path, reply.body) for entry in interfaces]
@@ -64,7 +64,7 @@ class GceProvider:
 
     def _match(self, pattern, key, shape):
         reply, path = self._get(key)
-        match = pattern.match(self.http.text(reply, path))
+        match = pattern.match(self.http.text(reply, path, shape))
         if not match:
             raise self.http.garbage(shape, path, reply.body)
         return match.group(1)
