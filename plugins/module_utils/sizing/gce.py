@@ -1,6 +1,8 @@
 """GCE catalog: MachineTypesClient.list per zone, or aggregatedList once for a whole region,
 with google-api-core's Retry on the transient codes."""
 
+import re
+
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 
 try:
@@ -26,6 +28,7 @@ except ImportError as exc:  # the module reports missing_required_lib("google-cl
 
 PAGE_SIZE = 500
 ARM_SERIES = ("t2a", "c4a")
+REGION_NAME = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 
 
 def machine_types_client(endpoint=None):
@@ -51,9 +54,12 @@ def list_machine_types(client, project, zone):
         raise _api_error("machineTypes.list", f"{project}/{zone}", exc) from None
 
 
-def aggregated_list_machine_types(client, project):
-    """{zone: [machine types]} for every zone of the project (aggregatedList, all pages)."""
+def aggregated_list_machine_types(client, project, region=None):
+    """{zone: [machine types]} for every zone of the project, or of ``region`` only (aggregatedList
+    with a server-side filter on the zone name, all pages)."""
     request = compute_v1.AggregatedListMachineTypesRequest(project=project, max_results=PAGE_SIZE)
+    if region:
+        request.filter = f"zone eq {region}-.*"
     by_zone = {}
     try:
         for scope, scoped in client.aggregated_list(request=request, retry=RETRY):
@@ -88,6 +94,8 @@ def record_from_gce(machine_type, zones):
 def fetch_gce_records(project, region, zones=None, endpoint=None, client=None):
     """Records for the machine types of ``region``: in every one of ``zones`` when given (one
     list call per zone), else in any zone of the region (one aggregatedList)."""
+    if not REGION_NAME.fullmatch(region or ""):
+        raise SizingError(f"'{region}' is not a GCE region name (like europe-west1)")
     client = client or machine_types_client(endpoint)
     if zones:
         foreign = [z for z in zones if not z.startswith(region + "-")]
@@ -99,12 +107,11 @@ def fetch_gce_records(project, region, zones=None, endpoint=None, client=None):
             raise SizingError(f"GCE lists no machine types in zone(s) {', '.join(empty)} "
                               f"of project {project}; check zones")
     else:
-        everywhere = aggregated_list_machine_types(client, project)
-        by_zone = {z: t for z, t in everywhere.items() if z.startswith(region + "-")}
+        found = aggregated_list_machine_types(client, project, region)
+        by_zone = {z: t for z, t in found.items() if z.startswith(region + "-")}
         if not by_zone:
-            regions = ", ".join(sorted({z.rsplit("-", 1)[0] for z in everywhere}))
-            raise SizingError(f"GCE lists no machine types in region {region} for project {project} "
-                              f"(regions seen: {regions}); check the region name")
+            raise SizingError(f"GCE lists no machine types in region {region} for project {project}; "
+                              "check the region name")
     seen = {}
     where = {}
     for zone, types in sorted(by_zone.items()):
