@@ -20,7 +20,10 @@ from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal impor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "lab", "metadata_server.py")
-TIMEOUT = 0.3
+# Generous for the exchanges that should succeed (the lab machine is small and shared); the
+# timeout fault uses SHORT_TIMEOUT so that test stays quick.
+TIMEOUT = 2.0
+SHORT_TIMEOUT = 0.3
 
 AWS = {
     "cloud": "aws", "name": "proxy1", "instance_id": "i-0a11bb22cc33dd44e", "instance_type": "c6i.large",
@@ -62,6 +65,16 @@ class Stand_in:
         with open(self.log_path, encoding="utf-8") as handle:
             return handle.read()
 
+    def log_lines(self, text, count):
+        """The log lines containing text, once there are count of them (the server writes each
+        line just after sending its reply, so the client can be a moment ahead)."""
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [line for line in self.log().splitlines() if text in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
 
 @pytest.fixture
 def start(tmp_path):
@@ -99,13 +112,13 @@ def start(tmp_path):
             stand_in.process.wait(timeout=5)
 
 
-def detect(stand_in, record, sleeps=None, **options):
+def detect(stand_in, record, sleeps=None, timeout=TIMEOUT, **options):
     addr, route = ip_json(record)
     if sleeps is not None:
         options["sleep"] = lambda seconds: (sleeps.append(seconds), time.sleep(seconds))
     return CloudFacts(
         local_addresses=lambda: LocalAddresses.from_ip_json(addr, route),
-        metadata_endpoint=stand_in.endpoint, timeout=TIMEOUT, **options,
+        metadata_endpoint=stand_in.endpoint, timeout=timeout, **options,
     ).gather()
 
 
@@ -268,11 +281,11 @@ def test_fault_timeout_moves_on_with_a_warning(start):
     record = dict(AWS, fault="timeout")
     stand_in = start({"127.0.0.1": record}, "--fault-delay", "3")
     began = time.monotonic()
-    facts = detect(stand_in, record)
+    facts = detect(stand_in, record, timeout=SHORT_TIMEOUT)
     elapsed = time.monotonic() - began
     # The token PUT and the GET probing for a hop-limit problem each wait one timeout; gce and
     # azure are not asked at the same silent endpoint.
-    assert 2 * TIMEOUT <= elapsed < 2 * TIMEOUT + 0.5
+    assert 2 * SHORT_TIMEOUT <= elapsed < 2 * SHORT_TIMEOUT + 0.5
     assert facts["provider"] == "metal"
     assert facts["warnings"] == [
         f"aws imdsv2 at http://127.0.0.1:{stand_in.port}: connected, but no reply to PUT /latest/api/token "
@@ -364,7 +377,7 @@ def test_fault_429_retries_then_fails(start):
         f"azure imds at http://127.0.0.1:{stand_in.port}: throttled (HTTP 429) 3 times in a row on GET "
         "/metadata/instance?api-version=2021-02-01; something on this host is polling the metadata service "
         "hard (an agent in a loop?) - find it, or run this again later")
-    assert stand_in.log().count("GET /metadata/instance?api-version=2021-02-01 429") == 3
+    assert len(stand_in.log_lines("GET /metadata/instance?api-version=2021-02-01 429", 3)) == 3
 
 
 # -- the process itself -----------------------------------------------------------------------------------
@@ -381,7 +394,9 @@ def test_sigterm_stops_cleanly_and_removes_the_pidfile(start):
 def test_one_log_line_per_request(start):
     stand_in = start({"127.0.0.1": AWS})
     raw(stand_in, "GET", "/latest/meta-data/")
-    lines = [line for line in stand_in.log().splitlines() if "/latest/meta-data/" in line]
+    stand_in.log_lines("/latest/meta-data/", 1)
+    time.sleep(0.1)  # room for a second line, which must not come
+    lines = stand_in.log_lines("/latest/meta-data/", 1)
     assert len(lines) == 1
     assert lines[0].split(" metadata_server: ")[1].startswith(
         "127.0.0.1 proxy1 GET /latest/meta-data/ 401 ")
