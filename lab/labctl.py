@@ -55,9 +55,9 @@ METADATA_IP = "169.254.169.254"
 APT_PORT = 3142
 
 # What the template holds. Bump TEMPLATE_VERSION (or change the list) and the next `up` rebuilds it.
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 TEMPLATE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
-                     "iproute2", "procps", "nftables", "ca-certificates"]
+                     "iproute2", "netbase", "procps", "nftables", "ca-certificates"]
 TEMPLATE_MIN_FREE_GB = 3
 CLOUDS = ("aws", "gce", "azure", "metal")
 CLOUD_DEFAULTS = {
@@ -224,7 +224,7 @@ def metadata_config(spec):
             "instance_type": h["instance_type"], "region": h["region"], "zone": h["zone"],
             "mac": host_mac(h["private_ipv4"]), "private_ipv4": h["private_ipv4"],
             "public_ipv4": h["public_ipv4"], "ipv6": [], "hop_limit": 2,
-            "azure_public_via": h["azure_public_via"], "fault": h["fault"],
+            "azure_public_via": h["azure_public_via"] or "instance", "fault": h["fault"],
         }
     return {"hosts": hosts}
 

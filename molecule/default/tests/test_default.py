@@ -1,0 +1,97 @@
+"""Kamailio behind a kernel 1-to-1 NAT: on the hosts, and over the wire from the public side."""
+
+import os
+import re
+
+import pytest
+import testinfra.utils.ansible_runner
+from testlib import platforms, sip
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("kamailio")
+
+PLATFORMS = platforms()
+# proxy3 is the negative control: advertise switched off (kamailio_advertise_mode: never).
+ADVERTISING = [p for p in PLATFORMS.values() if p["name"] != "proxy3"]
+NEGATIVE = PLATFORMS["proxy3"]
+
+
+def test_kamailio_running_and_enabled(host):
+    svc = host.service("kamailio")
+    assert svc.is_running
+    assert svc.is_enabled
+
+
+def test_listens_on_private_address_only(host):
+    me = PLATFORMS[host.backend.get_hostname()]
+    assert host.socket(f"udp://{me['private_ipv4']}:5060").is_listening
+    assert host.socket(f"tcp://{me['private_ipv4']}:5060").is_listening
+    assert not host.socket("udp://0.0.0.0:5060").is_listening
+
+
+def test_config_has_the_advertise_line_from_the_facts(host):
+    me = PLATFORMS[host.backend.get_hostname()]
+    cfg = host.file("/etc/kamailio/kamailio.cfg").content_string
+    line = f"listen=udp:{me['private_ipv4']}:5060 advertise {me['public_ipv4']}:5060"
+    if me is NEGATIVE:
+        assert "advertise" not in cfg.split("listen=", 1)[1].splitlines()[0]
+        assert f"listen=udp:{me['private_ipv4']}:5060\n" in cfg
+    else:
+        assert line in cfg
+
+
+def test_config_passes_kamailio_check(host):
+    res = host.run("kamailio -c -f /etc/kamailio/kamailio.cfg")
+    assert res.rc == 0, res.stderr
+
+
+@pytest.mark.parametrize("name", [p["name"] for p in ADVERTISING])
+def test_options_to_public_address_gets_200(name):
+    res = sip.options(PLATFORMS[name]["public_ipv4"])
+    assert res.ok, res.stdout[-800:]
+    assert res.first_response_code() == 200
+
+
+def test_options_to_public_address_without_advertise_is_not_ours():
+    """Without advertise the public address is not 'myself': the proxy refuses to relay."""
+    res = sip.options(NEGATIVE["public_ipv4"], local_port=5073)
+    assert not res.ok
+    assert res.first_response_code() == 403
+
+
+def _relay(proxy_public, domain, uas_port):
+    """REGISTER bob (contact: a UAS on the public side), then call bob through the proxy."""
+    reg = sip.register(proxy_public, "bob", domain, contact_port=uas_port)
+    assert reg.ok, reg.stdout[-800:]
+    with sip.Uas(port=uas_port) as uas:
+        call = sip.call(proxy_public, "bob", domain)
+        got = uas.finish()
+    assert call.ok, call.stdout[-800:]
+    assert got.ok, got.stdout[-800:]
+    invite = sip.relayed_invite(got)
+    assert invite, "the UAS never saw the INVITE"
+    return invite
+
+
+@pytest.mark.parametrize("name", [p["name"] for p in ADVERTISING])
+def test_relayed_request_carries_public_address(name):
+    me = PLATFORMS[name]
+    invite = _relay(me["public_ipv4"], me["public_ipv4"], uas_port=5080)
+    vias = sip.header_values(invite, "Via")
+    rrs = sip.header_values(invite, "Record-Route")
+    print(f"{name}: INVITE at the public-side UAS:\n{invite}")
+    assert vias[0].startswith(f"SIP/2.0/UDP {me['public_ipv4']}:5060;"), vias
+    assert rrs == [f"<sip:{me['public_ipv4']};lr>"], rrs
+    assert me["private_ipv4"] not in invite
+
+
+def test_without_advertise_the_private_address_leaks():
+    """The negative control: same relay, advertise off, and the private address shows."""
+    me = NEGATIVE
+    invite = _relay(me["public_ipv4"], me["private_ipv4"], uas_port=5081)
+    vias = sip.header_values(invite, "Via")
+    rrs = sip.header_values(invite, "Record-Route")
+    # Kamailio leaves out the default port when it writes its own (private) address.
+    assert re.match(rf"SIP/2\.0/UDP {re.escape(me['private_ipv4'])}(:5060)?;", vias[0]), vias
+    assert rrs == [f"<sip:{me['private_ipv4']};lr>"], rrs
+    assert me["public_ipv4"] not in "\n".join(vias + rrs)

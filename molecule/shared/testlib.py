@@ -1,0 +1,44 @@
+"""Shared by the scenarios' testinfra verifiers: the platforms, SIP from the public side, and
+the service logs printed when a check fails."""
+
+import os
+import sys
+
+import pytest
+import testinfra
+import yaml
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+if PROJECT not in sys.path:
+    sys.path.insert(0, PROJECT)
+
+from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
+
+__all__ = ["sip", "platforms", "ansible_host", "dump_logs_on_failure"]
+
+
+def platforms():
+    path = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "molecule.yml")
+    with open(path) as fh:
+        return {p["name"]: p for p in yaml.safe_load(fh)["platforms"]}
+
+
+def ansible_host(name):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+def dump_logs_on_failure(item, report, units):
+    """On a failed check, print each host's service journal so the failure explains itself."""
+    if report.when != "call" or not report.failed:
+        return
+    for name in platforms():
+        host = ansible_host(name)
+        for unit in units:
+            out = host.run(f"journalctl -u {unit} -n 40 --no-pager")
+            report.sections.append((f"journal {unit} on {name}", out.stdout))
+
+
+@pytest.fixture(scope="session")
+def lab_platforms():
+    return platforms()
