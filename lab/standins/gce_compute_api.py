@@ -17,6 +17,7 @@ Routes (GET; others answer 404 in Compute's error format):
     /compute/v1/projects/{p}/zones/{z}/instances         route "zone_instances"
     /compute/v1/projects/{p}/aggregated/machineTypes     route "aggregated_machine_types"
     /compute/v1/projects/{p}/zones/{z}/machineTypes      route "zone_machine_types"
+    /compute/v1/projects/{p}/zones/{z}/instances/{name}  route "instance_get" (the per-host baseline)
     /_stats  (GET, JSON: {"counts": {route: n}, "requests": [...]})   /_stats/reset  (POST)
 List routes take maxResults (1..500, default 500), pageToken and filter. Aggregated answers carry
 every zone of the project: zones with nothing on the page get Compute's NO_RESULTS_ON_PAGE warning.
@@ -80,7 +81,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MACHINE_TYPES = os.path.join(HERE, "data", "gce_machine_types.json")
 MAX_RESULTS = 500
 REQUEST_LOG_LIMIT = 1000
-ROUTES = ("aggregated_instances", "zone_instances", "aggregated_machine_types", "zone_machine_types")
+ROUTES = ("aggregated_instances", "zone_instances", "aggregated_machine_types", "zone_machine_types",
+          "instance_get")
 STATE_KEYS = ("projects", "machineTypes", "fault")
 PROJECT_KEYS = ("zones", "instances")
 FAULT_KEYS = ("route", "status", "times", "message", "reason", "retry_after", "body")
@@ -100,6 +102,7 @@ PATTERNS = [
     (re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/instances$"), "zone_instances"),
     (re.compile(r"^/compute/v1/projects/([^/]+)/aggregated/machineTypes$"), "aggregated_machine_types"),
     (re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/machineTypes$"), "zone_machine_types"),
+    (re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/instances/([^/]+)$"), "instance_get"),
 ]
 
 
@@ -480,6 +483,8 @@ class ComputeStandIn:
         zone = match.group(2) if match.lastindex and match.lastindex > 1 else None
         if zone is not None and zone not in project["zones"]:
             raise ApiError(404, f"The resource 'projects/{project_name}/zones/{zone}' was not found")
+        if route == "instance_get":
+            return 200, self._get_instance(project, project_name, zone, match.group(3), base)
         matches = FilterParser((query.get("filter") or [""])[0]).parse()
         offset, max_results = paging(query)
 
@@ -509,6 +514,15 @@ class ComputeStandIn:
         if next_offset is not None:
             body["nextPageToken"] = encode_token(next_offset)
         return 200, body
+
+
+    @staticmethod
+    def _get_instance(project, project_name, zone, name, base):
+        for instance in project["instances"]:
+            if instance["zone"] == zone and instance["name"] == name:
+                return render_instance(instance, base, project_name)
+        resource = f"projects/{project_name}/zones/{zone}/instances/{name}"
+        raise ApiError(404, f"The resource '{resource}' was not found")
 
 
 class Handler(BaseHTTPRequestHandler):

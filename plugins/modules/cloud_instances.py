@@ -123,7 +123,7 @@ options:
     description:
       - Exactly these instances (EC2 instance ids, or GCE numeric instance ids). Cannot be combined
         with O(filters) or O(tags).
-      - On AWS an unknown id fails the call with C(InvalidInstanceID.NotFound), as EC2 does.
+      - Every region is searched for every id; ids found nowhere are named in a warning.
     type: list
     elements: str
   page_size:
@@ -358,10 +358,13 @@ def main():
         module.fail_json(msg=missing_required_lib(library))
 
     # Read-only: check mode runs the same calls, there is no side effect to guard.
+    finder = CloudInstanceFinder(module.params)
     try:
-        result = CloudInstanceFinder(module.params).find()
+        result = finder.find()
     except CloudApiError as error:
-        module.fail_json(msg=str(error), api_calls={}, **error.as_result())
+        module.fail_json(msg=str(error), api_calls=finder.counter.as_dict(), **error.as_result())
+    for warning in finder.warnings:
+        module.warn(warning)
     module.exit_json(changed=False, **result)
 
 

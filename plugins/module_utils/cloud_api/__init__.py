@@ -69,10 +69,20 @@ class CloudInstanceFinder:
         self.params = params
         self.counter = ApiCallCounter()
         self.retry_initial = retry_initial
+        self.warnings = []
 
     def find(self):
         params = self.params
         records = self._find_aws(params) if params["provider"] == "aws" else self._find_gce(params)
+        self.warnings = []
+        found = {record["instance_id"] for record in records}
+        missing = sorted(set(params.get("instance_ids") or []) - found)
+        if missing:
+            if params["provider"] == "aws":
+                where = "regions " + ", ".join(params["regions"])
+            else:
+                where = "project " + params["project"]
+            self.warnings.append(f"instance_ids not found in {where}: {', '.join(missing)}")
         return {"instances": sorted(records, key=sort_key), "api_calls": self.counter.as_dict()}
 
     def _find_aws(self, params):

@@ -21,6 +21,7 @@ try:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
@@ -36,13 +37,20 @@ PAGE_SIZE_MAX = 1000
 MAX_PARALLEL_REGIONS = 8
 
 
-def build_filters(filters=None, tags=None):
-    """Module-style {name: value-or-list} filters and {tag: value} tags -> EC2 Filters."""
+def build_filters(filters=None, tags=None, instance_ids=None):
+    """Module-style {name: value-or-list} filters, {tag: value} tags and ids -> EC2 Filters.
+
+    Ids go in an instance-id filter rather than InstanceIds: every region is asked for the same
+    ids, and InstanceIds fails the whole call (InvalidInstanceID.NotFound) for an id that lives in
+    another region. A filter also keeps paging possible.
+    """
     result = []
     for name, value in sorted((filters or {}).items()):
         result.append({"Name": str(name), "Values": _as_strings(value)})
     for key, value in sorted((tags or {}).items()):
         result.append({"Name": f"tag:{key}", "Values": _as_strings(value)})
+    if instance_ids:
+        result.append({"Name": "instance-id", "Values": _as_strings(list(instance_ids))})
     return result
 
 
@@ -83,16 +91,11 @@ def ec2_client(region, counter, endpoint_url=None, profile=None, access_key=None
     return client
 
 
-def describe_instances(client, region, filters=None, instance_ids=None, page_size=PAGE_SIZE_MAX):
+def describe_instances(client, region, filters=None, page_size=PAGE_SIZE_MAX):
     """All instances matching, one DescribeInstances per page."""
-    kwargs = {}
+    kwargs = {"PaginationConfig": {"PageSize": page_size}}
     if filters:
         kwargs["Filters"] = filters
-    if instance_ids:
-        # EC2 refuses MaxResults together with InstanceIds, so explicit ids go in one page.
-        kwargs["InstanceIds"] = list(instance_ids)
-    else:
-        kwargs["PaginationConfig"] = {"PageSize": page_size}
     instances = []
     try:
         for page in client.get_paginator("describe_instances").paginate(**kwargs):
@@ -100,7 +103,7 @@ def describe_instances(client, region, filters=None, instance_ids=None, page_siz
                 instances.extend(reservation.get("Instances", []))
     except ClientError as error:
         raise _client_error(OP_DESCRIBE_INSTANCES, region, error) from error
-    except BotoCoreError as error:
+    except (BotoCoreError, ResponseParserError) as error:
         raise _botocore_error(OP_DESCRIBE_INSTANCES, region, error) from error
     return instances
 
@@ -111,7 +114,7 @@ def describe_addresses(client, region):
         return client.describe_addresses().get("Addresses", [])
     except ClientError as error:
         raise _client_error(OP_DESCRIBE_ADDRESSES, region, error) from error
-    except BotoCoreError as error:
+    except (BotoCoreError, ResponseParserError) as error:
         raise _botocore_error(OP_DESCRIBE_ADDRESSES, region, error) from error
 
 
@@ -130,8 +133,9 @@ def _client_error(operation, region, error):
 
 
 def _botocore_error(operation, region, error):
-    # No HTTP answer (no credentials, unknown profile, endpoint unreachable): the class is the code.
-    return CloudApiError(PROVIDER, operation, region, type(error).__name__, str(error))
+    # No usable answer (no credentials, unknown profile, endpoint unreachable, not XML): the class is
+    # the code. Only the first line: a parser error goes on to quote the whole body it choked on.
+    return CloudApiError(PROVIDER, operation, region, type(error).__name__, str(error).splitlines()[0])
 
 
 def index_elastic_ips(addresses):
@@ -191,10 +195,9 @@ def normalize_instance(instance, region, eips=None):
     )
 
 
-def discover_region(region, counter, filters=None, instance_ids=None, page_size=PAGE_SIZE_MAX, **client_args):
+def discover_region(region, counter, filters=None, page_size=PAGE_SIZE_MAX, **client_args):
     client = ec2_client(region, counter, **client_args)
-    instances = describe_instances(client, region, filters=filters, instance_ids=instance_ids,
-                                   page_size=page_size)
+    instances = describe_instances(client, region, filters=filters, page_size=page_size)
     if not instances:
         return []
     eips = index_elastic_ips(describe_addresses(client, region))
@@ -207,14 +210,14 @@ def discover(regions, counter, filters=None, tags=None, instance_ids=None, page_
 
     When several regions fail, the first in the caller's order is reported.
     """
-    ec2_filters = build_filters(filters, tags)
+    ec2_filters = build_filters(filters, tags, instance_ids)
     regions = list(dict.fromkeys(regions))
     if not regions:
         return []
     with ThreadPoolExecutor(max_workers=min(len(regions), MAX_PARALLEL_REGIONS)) as pool:
         futures = [
-            pool.submit(discover_region, region, counter, filters=ec2_filters, instance_ids=instance_ids,
-                        page_size=page_size, **client_args)
+            pool.submit(discover_region, region, counter, filters=ec2_filters, page_size=page_size,
+                        **client_args)
             for region in regions
         ]
     records = []
