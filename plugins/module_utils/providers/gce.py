@@ -10,6 +10,7 @@ from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
     MetadataHttp,
     Nic,
     NotHere,
+    ProviderError,
 )
 
 BASE = "/computeMetadata/v1/instance/"
@@ -85,8 +86,7 @@ class GceProvider:
         if reply.header("Metadata-Flavor") != "Google" and probe:
             # Validate the body first so junk is reported as junk, then insist on the header.
             self.http.token(reply, path, "an instance id")
-            raise self.http.unexpected(
-                reply, "GET", path,
-                "but without the header Metadata-Flavor: Google that the GCE metadata server always "
-                f"sends; something else answers at {self.http.endpoint}")
+            raise ProviderError(
+                f"{self.http.where}: GET {path} answered without the header Metadata-Flavor: Google that "
+                f"the GCE metadata server always sends; something else answers at {self.http.endpoint}")
         return reply, path
