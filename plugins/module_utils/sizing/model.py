@@ -285,11 +285,11 @@ def _check_workload_value(name, value, kind):
         except (TypeError, ValueError):
             raise SizingError(f"workload.{name} must be a number (got {value!r})") from None
     if kind in ("positive", "positive_or_none") and value <= 0:
-        raise SizingError(f"workload.{name} must be greater than 0 (got {value})")
+        raise SizingError(f"workload.{name} must be greater than 0 (got {value:g})")
     if kind == "non_negative" and value < 0:
-        raise SizingError(f"workload.{name} must be 0 or more (got {value})")
+        raise SizingError(f"workload.{name} must be 0 or more (got {value:g})")
     if kind == "share" and not 0 <= value <= 1:
-        raise SizingError(f"workload.{name} is a share of calls and must be between 0 and 1 (got {value})")
+        raise SizingError(f"workload.{name} is a share and must be between 0 and 1 (got {value:g})")
     return value
 
 
