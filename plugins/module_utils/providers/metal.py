@@ -21,6 +21,8 @@ def is_public_ipv4(address):
     """True for an address the internet can route to this host: not RFC 1918, not 198.18.0.0/15,
     not CGNAT, loopback or link-local (ipaddress.is_global), plus the lab's documentation ranges."""
     address = ipaddress.IPv4Address(address)
+    if address.is_multicast or address.is_reserved or address.is_unspecified:
+        return False  # ipaddress calls 224.0.0.0/4 global
     return address.is_global or any(address in net for net in LAB_PUBLIC_NETS)
 
 
