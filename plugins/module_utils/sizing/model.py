@@ -449,6 +449,8 @@ def survivors_needed(demand, cap_eff):
             need = max(need, int(math.ceil(ratio)))
         elif fixed > cap_eff[res]:
             return None, res
+    if binding is None:  # no load that the fleet shares: the fullest fixed share binds
+        binding = max(RESOURCES, key=lambda r: demand[r][0] / cap_eff[r] if cap_eff[r] > 0 else 0.0)
     # ceil() of a quotient can land one off the product test fits() uses; settle on fits().
     while not fits(demand, cap_eff, need):
         need += 1
