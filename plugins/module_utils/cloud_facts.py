@@ -27,6 +27,8 @@ from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal impor
     LocalAddresses,
     MetalProvider,
     is_public_ipv4,
+    parse_stun_server,
+    stun_public_ipv4,
 )
 
 PROVIDERS = ("aws", "gce", "azure", "metal")
@@ -53,7 +55,8 @@ def parse_static_ipv4(option, value):
 
 class CloudFacts:
     """Runs the detection. local_addresses is a callable returning LocalAddresses (called once);
-    stun is a callable(server) -> public IPv4 (see providers.metal) used only on metal."""
+    stun is a callable(server, timeout) -> public IPv4 (default: providers.metal.stun_public_ipv4),
+    asked only on metal without a bound or static public address, and only with stun_server."""
 
     def __init__(self, local_addresses, providers=PROVIDERS, timeout=1.0, metadata_endpoint=DEFAULT_ENDPOINT,
                  private_ipv4=None, public_ipv4=None, validate=True, stun_server=None, stun=None,
@@ -71,8 +74,13 @@ class CloudFacts:
         self.static_private = parse_static_ipv4("private_ipv4", private_ipv4)
         self.static_public = parse_static_ipv4("public_ipv4", public_ipv4)
         self.validate = validate
+        if stun_server:
+            try:
+                parse_stun_server(stun_server)
+            except ValueError as exc:
+                raise CloudFactsError(str(exc)) from exc
         self.stun_server = stun_server
-        self.stun = stun
+        self.stun = stun or stun_public_ipv4
         self.sleep = sleep
         self.warnings = []
 

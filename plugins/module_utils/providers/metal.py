@@ -8,6 +8,10 @@ on the host means no NAT in front of it, a public address that is not bound mean
 
 import ipaddress
 import json
+import os
+import socket
+import struct
+import time
 
 from ansible_collections.itsp.cluster.plugins.module_utils.providers import Detected, Nic, ProviderError
 
@@ -168,3 +172,103 @@ class MetalProvider:
         if self.preferred_ipv4 and self.local.is_bound(self.preferred_ipv4):
             nics[0].private_ipv4 = self.preferred_ipv4
         return Detected(provider=self.name, source=self.source, interfaces=nics)
+
+
+# -- STUN (RFC 5389): "which address does the internet see me as?" -------------------------------------
+STUN_MAGIC = 0x2112A442
+STUN_BINDING_REQUEST = 0x0001
+STUN_BINDING_SUCCESS = 0x0101
+STUN_BINDING_ERROR = 0x0111
+STUN_XOR_MAPPED_ADDRESS = 0x0020
+STUN_MAPPED_ADDRESS = 0x0001  # RFC 3489 servers answer only this
+STUN_ERROR_CODE = 0x0009
+STUN_DEFAULT_PORT = 3478
+
+
+def parse_stun_server(value):
+    """HOST[:PORT] or [IPV6]:PORT -> (host, port). Raises ValueError with a message for the user."""
+    text = str(value or "").strip()
+    host, port = text, STUN_DEFAULT_PORT
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        port = 0
+    if not host or any(c.isspace() for c in host) or not 0 < port < 65536:
+        raise ValueError(
+            f"stun_server must look like HOST or HOST:PORT (e.g. stun.example.net:3478), got {value!r}")
+    return host, port
+
+
+def stun_request(transaction):
+    return struct.pack("!HHI", STUN_BINDING_REQUEST, 0, STUN_MAGIC) + transaction
+
+
+def stun_mapped_ipv4(packet, transaction):
+    """The IPv4 address in a Binding success response, None when the packet is not the answer to
+    this transaction. Raises ValueError for an error response or one without an IPv4 address."""
+    if len(packet) < 20:
+        return None
+    kind, length, magic = struct.unpack("!HHI", packet[:8])
+    if magic != STUN_MAGIC or packet[8:20] != transaction or len(packet) < 20 + length:
+        return None
+    attributes = {}
+    offset = 20
+    while offset + 4 <= 20 + length:
+        attr, size = struct.unpack("!HH", packet[offset:offset + 4])
+        attributes.setdefault(attr, packet[offset + 4:offset + 4 + size])
+        offset += 4 + size + (-size % 4)
+    if kind == STUN_BINDING_ERROR:
+        error = attributes.get(STUN_ERROR_CODE, b"")
+        code = error[2] * 100 + error[3] if len(error) >= 4 else 0
+        reason = error[4:].decode("utf-8", "replace")
+        raise ValueError(f"error response {code} {reason}".rstrip())
+    if kind != STUN_BINDING_SUCCESS:
+        return None
+    xored = attributes.get(STUN_XOR_MAPPED_ADDRESS)
+    if xored and len(xored) >= 8 and xored[1] == 0x01:
+        value = struct.unpack("!I", xored[4:8])[0] ^ STUN_MAGIC
+        return str(ipaddress.IPv4Address(value))
+    plain = attributes.get(STUN_MAPPED_ADDRESS)
+    if plain and len(plain) >= 8 and plain[1] == 0x01:
+        return str(ipaddress.IPv4Address(plain[4:8]))
+    raise ValueError("the response holds no IPv4 mapped address")
+
+
+def stun_public_ipv4(server, timeout, tries=2):
+    """Asks a STUN server over UDP which address this host's packets come from. One request,
+    resent once (the RFC's retransmission, shortened: this is a one-off question)."""
+    host, port = parse_stun_server(server)
+    where = f"stun {host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0]
+    except (OSError, IndexError) as exc:
+        raise ProviderError(f"{where}: cannot resolve {host} ({exc}); public_ipv4 stays null") from exc
+    transaction = os.urandom(12)
+    with socket.socket(family, kind, proto) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            for _ in range(tries):
+                sock.send(stun_request(transaction))
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    try:
+                        packet = sock.recv(2048)
+                    except socket.timeout:
+                        break
+                    try:
+                        mapped = stun_mapped_ipv4(packet, transaction)
+                    except ValueError as exc:
+                        raise ProviderError(f"{where}: {exc}; public_ipv4 stays null") from exc
+                    if mapped:
+                        return mapped
+        except OSError as exc:
+            raise ProviderError(
+                f"{where}: {(exc.strerror or str(exc)).lower()}; public_ipv4 stays null") from exc
+    raise ProviderError(f"{where}: no answer within {tries} x {timeout:g} s; public_ipv4 stays null")
