@@ -37,13 +37,14 @@ Instances are Compute Instance resources in REST JSON. A short "zone" or "machin
 to the full URL, and "id" (a stable number derived from project/zone/name), "kind", "selfLink" and
 "status" (RUNNING) are filled in when absent.
 
-Machine types come from the state's "machineTypes" if present, else from
-lab/standins/data/gce_machine_types.json, else none. Either holds a list of Compute MachineType
+Machine types come from the state's "machineTypes" if present, else from the --machine-types file
+(default lab/standins/data/gce_machine_types.json), else none. Either holds a list of Compute MachineType
 resources ({"name", "guestCpus", "memoryMb", ...}), or {"machineTypes": [...]}, or
 {zone: [...]}. A type with "zone" (or "zones": [...]) is served there only, else in every zone.
 
 "fault" is one object or a list. Each: "route" (a route name above, or "*"), "status" (HTTP),
-optional "times" (how many requests it hits; default every one), "message", "reason" (goes into
+optional "after" (how many matching requests pass untouched first; default 0), "times" (how many
+requests it then hits; default every one), "message", "reason" (goes into
 error.errors[0].reason, e.g. "rateLimitExceeded"), "retry_after" (header), and "body" (a raw body
 sent instead of the Compute error JSON, e.g. with status 200 to answer garbage). The first fault
 with times left that matches the route is applied; the request is still counted.
@@ -85,7 +86,7 @@ ROUTES = ("aggregated_instances", "zone_instances", "aggregated_machine_types", 
           "instance_get")
 STATE_KEYS = ("projects", "machineTypes", "fault")
 PROJECT_KEYS = ("zones", "instances")
-FAULT_KEYS = ("route", "status", "times", "message", "reason", "retry_after", "body")
+FAULT_KEYS = ("route", "status", "after", "times", "message", "reason", "retry_after", "body")
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -179,17 +180,17 @@ def load_state(path):
     return {"projects": projects, "machine_types": data.get("machineTypes"), "faults": faults}
 
 
-def load_machine_types(state):
-    """The raw machine-type source: the state's own list, else the shared data file, else none."""
+def load_machine_types(state, data_file):
+    """The raw machine-type source: the state's own list, else the data file, else none."""
     if state["machine_types"] is not None:
         return state["machine_types"]
     try:
-        with open(DEFAULT_MACHINE_TYPES, encoding="utf-8") as handle:
+        with open(data_file, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:
-        raise ApiError(500, f"{DEFAULT_MACHINE_TYPES}: cannot read machine types: {exc}") from exc
+        raise ApiError(500, f"{data_file}: cannot read machine types: {exc}") from exc
 
 
 def machine_types_by_zone(source, zones):
@@ -411,8 +412,9 @@ def error_body(status, message, reason):
 class ComputeStandIn:
     """State, counters and the answers; the HTTP handler only parses and writes."""
 
-    def __init__(self, state_path):
+    def __init__(self, state_path, machine_types_path=DEFAULT_MACHINE_TYPES):
         self.state_path = state_path
+        self.machine_types_path = machine_types_path
         self.lock = threading.Lock()
         self.state = load_state(state_path)
         self.state_error = None
@@ -459,13 +461,15 @@ class ComputeStandIn:
 
     def take_fault(self, route):
         with self.lock:
+            self._refresh()
             for index, fault in enumerate(self.state["faults"]):
                 if fault["route"] not in (route, "*"):
                     continue
-                times = fault.get("times")
-                if times is not None and self.fault_hits[index] >= times:
-                    continue
                 self.fault_hits[index] += 1
+                hit = self.fault_hits[index] - fault.get("after", 0)
+                times = fault.get("times")
+                if hit < 1 or (times is not None and hit > times):
+                    continue
                 return fault
         return None
 
@@ -489,11 +493,13 @@ class ComputeStandIn:
         offset, max_results = paging(query)
 
         if route.endswith("instances"):
-            pool = [(item["zone"], render_instance(item, base, project_name))
-                    for item in project["instances"]]
+            # Zone by zone, as Compute pages an aggregated list; state order within a zone.
+            ordered = sorted(project["instances"], key=lambda item: project["zones"].index(item["zone"]))
+            pool = [(item["zone"], render_instance(item, base, project_name)) for item in ordered]
             kind, key = "compute#instance", "instances"
         else:
-            by_zone = machine_types_by_zone(load_machine_types(state), project["zones"])
+            source = load_machine_types(state, self.machine_types_path)
+            by_zone = machine_types_by_zone(source, project["zones"])
             pool = [(name, render_machine_type(item, base, project_name, name))
                     for name in project["zones"] for item in by_zone[name]]
             kind, key = "compute#machineType", "machineTypes"
@@ -605,9 +611,11 @@ def main(argv=None):
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, required=True, help="TCP port; 0 lets the kernel pick one")
     parser.add_argument("--pidfile", help="write the process id here; removed on exit")
+    parser.add_argument("--machine-types", default=DEFAULT_MACHINE_TYPES,
+                        help="machine types JSON used when the state has none (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        standin = ComputeStandIn(args.state)
+        standin = ComputeStandIn(args.state, args.machine_types)
     except StateError as exc:
         log(str(exc))
         return 2

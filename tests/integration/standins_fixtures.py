@@ -220,8 +220,9 @@ class Ec2FaultProxy:
 class GceStandIn:
     """lab/standins/gce_compute_api.py on a kernel-chosen loopback port."""
 
-    def __init__(self, workdir, state):
+    def __init__(self, workdir, state, extra_args=()):
         self.workdir = workdir
+        self.extra_args = list(extra_args)
         self.state_path = os.path.join(workdir, "gce_state.json")
         self.pidfile = os.path.join(workdir, "gce_standin.pid")
         self.log_path = os.path.join(workdir, "gce_standin.log")
@@ -233,7 +234,7 @@ class GceStandIn:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, GCE_STANDIN, "--state", self.state_path, "--bind", LOOPBACK, "--port", "0",
-                 "--pidfile", self.pidfile],
+                 "--pidfile", self.pidfile, *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )
         line = self.process.stdout.readline().strip()

@@ -163,17 +163,22 @@ def aggregated_list(client, project, filter_expression="", page_size=PAGE_SIZE_M
         cause = error.cause if isinstance(error.cause, api_exceptions.GoogleAPICallError) else None
         if cause is None:
             raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "DEADLINE_EXCEEDED",
-                                str(error), attempts=budget.failures) from error
+                                str(error), attempts=max(budget.failures, 1)) from error
         raise _api_error(project, cause, budget.failures) from error
     except api_exceptions.GoogleAPICallError as error:
         raise _api_error(project, error, budget.failures) from error
     except json_format.ParseError as error:
         raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "MALFORMED_RESPONSE",
                             f"the answer is not a Compute InstanceAggregatedList: {error}",
-                            attempts=budget.failures + 1) from error
+                            attempts=max(budget.failures, 1)) from error
     except requests.exceptions.RequestException as error:
         raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", type(error).__name__,
-                            str(error), attempts=budget.failures) from error
+                            str(error), attempts=max(budget.failures, 1)) from error
+    except auth_exceptions.InvalidOperation as error:
+        # The session refreshes credentials only after a 401; anonymous ones cannot be refreshed.
+        raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "UNAUTHENTICATED",
+                            f"the endpoint wants credentials and auth_kind anonymous has none ({error})",
+                            http_status=401, attempts=max(budget.failures, 1)) from error
     except auth_exceptions.GoogleAuthError as error:
         raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", type(error).__name__,
                             str(error), attempts=max(budget.failures, 1)) from error
