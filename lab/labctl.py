@@ -209,7 +209,7 @@ def normalise_spec(spec, origin="spec"):
 def host_mac(private_ipv4):
     """Deterministic MAC from the address, so the metadata stand-in can tell it."""
     octets = ipaddress.ip_address(private_ipv4).packed
-    return "02:%02x:%02x:%02x:%02x:%02x" % (0x18, octets[0] ^ 0xC6, octets[1], octets[2], octets[3])
+    return "02:" + ":".join(f"{b:02x}" for b in (0x18, octets[0] ^ 0xC6, octets[1], octets[2], octets[3]))
 
 
 def metadata_config(spec):

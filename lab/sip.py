@@ -6,9 +6,11 @@ its own timeout when responses are dropped.
 """
 
 import contextlib
+import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -108,11 +110,11 @@ def call(proxy, user, domain, port=5060, local_port=5072, timeout=10):
 
 
 class Uas:
-    """SIPp's built-in UAS on the public side, answering `calls` calls, tracing what it got."""
+    """A called party on the public side (uas.xml), answering `calls` calls, tracing what it got."""
 
     def __init__(self, port=5080, calls=1, timeout=20):
-        self.proc, self.trace_file = _sipp(["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT,
-                                            "-p", str(port)], timeout, background=True)
+        args = ["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT, "-p", str(port)]
+        self.proc, self.trace_file = _sipp(args, timeout, background=True)
         time.sleep(0.3)  # let it bind before anyone calls
 
     def finish(self, timeout=15):
@@ -138,3 +140,24 @@ def relayed_invite(uas_result):
         if text.startswith("INVITE "):
             return text
     return None
+
+
+def main(argv):
+    """python3 lab/sip.py options ADDR... -> JSON {addr: "200 OK" | "no answer" | "403"}; rc 1 if not all 200."""
+    if len(argv) < 2 or argv[0] != "options":
+        print("usage: sip.py options ADDRESS...", file=sys.stderr)
+        return 2
+    results, ok = {}, True
+    for i, addr in enumerate(argv[1:]):
+        if addr in ("None", ""):
+            continue
+        res = options(addr, local_port=5070 + i)
+        code = res.first_response_code()
+        results[addr] = "200 OK" if res.ok and code == 200 else (f"{code}" if code else "no answer")
+        ok = ok and res.ok and code == 200
+    print(json.dumps(results))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -12,8 +12,8 @@ short_description: is the value a literal IPv4 address
 version_added: 0.1.0
 description:
   - True for a dotted-quad IPv4 address such as C(198.18.0.10); false for names, CIDRs and IPv6.
-  - Also provides C(usable_ipv4) (an address a daemon can bind or advertise: not 0.0.0.0,
-    loopback, multicast or broadcast) and C(port_number) (an integer 1..65535).
+  - "Also provides C(usable_ipv4) (an address a daemon can bind or advertise: not 0.0.0.0,
+    loopback, multicast or broadcast) and C(port_number) (an integer 1..65535)."
 options:
   _input:
     description: The value to test.

@@ -1,5 +1,4 @@
 import pytest
-
 from ansible_collections.itsp.cluster.plugins.test.network import ipv4_address, port_number, usable_ipv4
 
 

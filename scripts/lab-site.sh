@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job on the lab: set everything up, build the lab from inventories/lab, run site.yml,
+# then print where each node lives, its addresses, and a SIP OPTIONS through the NAT.
+# The lab stays up afterwards (tear it down with: .venv/bin/python lab/labctl.py down);
+# if anything fails, what this run made is torn down.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bin=$(scripts/bootstrap.sh | tail -n 1)
+export PATH="$bin:$PATH"
+ok=0
+trap '[ $ok = 1 ] || { echo "lab-site: failed, tearing the lab down" >&2; python lab/labctl.py down; }' EXIT
+ansible-playbook -i "${ITSP_INVENTORY:-inventories/lab}" playbooks/lab.yml "$@"
+ok=1

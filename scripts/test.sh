@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine too: installs what it needs, lints, runs unit and integration
+# tests, then the Molecule scenarios on lab hosts. The lab is torn down at the end, also after a
+# failure. The last line is the count over everything: "tests: N passed, N failed".
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bin=$(scripts/bootstrap.sh | tail -n 1) || { echo "test: bootstrap failed" >&2; exit 2; }
+export PATH="$bin:$PATH" ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
+results=$root/.cache/results
+rm -rf "$results"; mkdir -p "$results"
+trap 'python lab/labctl.py down >/dev/null 2>&1 || true' EXIT
+failed=()
+
+step() {  # step NAME CMD...: run, remember a failure, go on (so one run shows every problem)
+  local name=$1; shift
+  echo "=== $name" >&2
+  local t0=$SECONDS
+  if "$@"; then echo "=== $name: ok ($((SECONDS - t0)) s)" >&2
+  else echo "=== $name: FAILED ($((SECONDS - t0)) s)" >&2; failed+=("$name"); fi
+}
+
+step "ruff" ruff check .
+step "yamllint" yamllint -s .
+step "ansible-lint" ansible-lint
+step "unit and integration tests" python -m pytest -q -p no:cacheprovider --junitxml="$results/pytest.xml" tests
+for scenario in ${ITSP_SCENARIOS:-default}; do
+  step "molecule $scenario" molecule test -s "$scenario"
+done
+
+python - "$results" "${failed[@]}" <<'PY'
+import glob, sys, xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+for path in glob.glob(sys.argv[1] + "/*.xml"):
+    for suite in ET.parse(path).getroot().iter("testsuite"):
+        t, f, e, s = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+        passed += t - f - e - s; failed += f + e; skipped += s
+steps = sys.argv[2:]
+if steps:
+    print("failed steps: " + ", ".join(steps))
+    failed = max(failed, 1)
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
