@@ -23,7 +23,7 @@ description:
     endpoint, unless O(private_ipv4) or O(public_ipv4) are given, then those are used with a
     warning.
 author:
-  - itsp.cluster engineers
+  - itsp.cluster engineers (@itsp-cluster)
 options:
   providers:
     description:
