@@ -327,6 +327,10 @@ class MetadataServer(ThreadingHTTPServer):
         self.address_family = family
         super().__init__(address, MetadataHandler)
 
+    def handle_error(self, request, client_address):
+        # One line instead of socketserver's traceback (a client hanging up mid-reply is routine).
+        log(f"{client_address[0]} error: {sys.exc_info()[1]!r}")
+
     def reload(self):
         try:
             self.hosts = load_config(self.config_path)
@@ -429,7 +433,10 @@ class MetadataHandler(BaseHTTPRequestHandler):
             if record["hop_limit"]:
                 # The real IMDS sends the token with this IP TTL, so a reply that has to cross one
                 # hop too many (a container bridge, a proxy) is dropped by the kernel on the way.
-                self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, record["hop_limit"])
+                if self.server.address_family == socket.AF_INET6:
+                    self.connection.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, record["hop_limit"])
+                else:
+                    self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, record["hop_limit"])
             self.close_connection = True
             return self._reply(200, "text/plain", token.encode(),
                                {"X-aws-ec2-metadata-token-ttl-seconds": str(ttl)})

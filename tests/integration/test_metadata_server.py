@@ -413,3 +413,16 @@ def test_bad_config_is_refused_with_the_reason(tmp_path):
         f"{config}: hosts['198.18.0.11']: unknown keys: falut (allowed: cloud, name, instance_id, "
         "instance_type, region, zone, mac, private_ipv4, public_ipv4, ipv6, hop_limit, fault, "
         "azure_public_via)\n")
+
+
+def test_sighup_rereads_the_config_and_keeps_the_old_one_when_broken(start, tmp_path):
+    stand_in = start({"127.0.0.1": AWS})
+    config = tmp_path / "config0.json"
+    config.write_text(json.dumps({"hosts": {"127.0.0.1": GCE}}))
+    stand_in.process.send_signal(signal.SIGHUP)
+    assert len(stand_in.log_lines("reloaded", 1)) == 1
+    assert detect(stand_in, GCE)["provider"] == "gce"
+    config.write_text("{not json")
+    stand_in.process.send_signal(signal.SIGHUP)
+    assert len(stand_in.log_lines("reload failed, keeping the old config", 1)) == 1
+    assert detect(stand_in, GCE)["provider"] == "gce"
