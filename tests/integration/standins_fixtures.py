@@ -84,13 +84,21 @@ class MotoServer:
 
     def __enter__(self):
         env = dict(os.environ, MOTO_ENABLE_RECORDING="True", MOTO_RECORDER_FILEPATH=self.recording)
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                     "https_proxy"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+        ):
             env.pop(name, None)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         _wait_http(self.url + "/moto-api/data.json", self.process)
         return self
@@ -127,8 +135,9 @@ class MotoServer:
     def client(self, service, region, **credentials):
         import boto3
 
-        return boto3.client(service, region_name=region, endpoint_url=self.url,
-                            **(credentials or FAKE_CREDENTIALS))
+        return boto3.client(
+            service, region_name=region, endpoint_url=self.url, **(credentials or FAKE_CREDENTIALS)
+        )
 
 
 HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "date", "server")
@@ -170,8 +179,11 @@ class Ec2FaultProxy:
                     status, headers = fault["status"], {"Content-Type": "text/xml;charset=UTF-8"}
                     payload = fault.get("body")
                     if payload is None:
-                        payload = EC2_ERROR_XML.format(code=fault["code"], message=fault["message"],
-                                                       request_id="00000000-0000-0000-0000-000000000000")
+                        payload = EC2_ERROR_XML.format(
+                            code=fault["code"],
+                            message=fault["message"],
+                            request_id="00000000-0000-0000-0000-000000000000",
+                        )
                     payload = payload.encode() if isinstance(payload, str) else payload
                 self.send_response(status)
                 for name, value in headers.items():
@@ -233,9 +245,22 @@ class GceStandIn:
     def __enter__(self):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, GCE_STANDIN, "--state", self.state_path, "--bind", LOOPBACK, "--port", "0",
-                 "--pidfile", self.pidfile, *self.extra_args],
-                stdout=subprocess.PIPE, stderr=log, text=True,
+                [
+                    sys.executable,
+                    GCE_STANDIN,
+                    "--state",
+                    self.state_path,
+                    "--bind",
+                    LOOPBACK,
+                    "--port",
+                    "0",
+                    "--pidfile",
+                    self.pidfile,
+                    *self.extra_args,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
             )
         line = self.process.stdout.readline().strip()
         if not line.startswith("listening on "):
@@ -265,20 +290,35 @@ class GceStandIn:
         _post(self.url + "/_stats/reset")
 
 
-def gce_instance(name, zone, private_ip, public_ip=None, labels=None, machine_type="e2-standard-2",
-                 status="RUNNING", instance_id=None):
+def gce_instance(
+    name,
+    zone,
+    private_ip,
+    public_ip=None,
+    labels=None,
+    machine_type="e2-standard-2",
+    status="RUNNING",
+    instance_id=None,
+):
     nic = {"name": "nic0", "networkIP": private_ip}
     if public_ip:
         nic["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT", "natIP": public_ip}]
-    instance = {"name": name, "zone": zone, "machineType": machine_type, "status": status,
-                "labels": labels or {}, "networkInterfaces": [nic]}
+    instance = {
+        "name": name,
+        "zone": zone,
+        "machineType": machine_type,
+        "status": status,
+        "labels": labels or {},
+        "networkInterfaces": [nic],
+    }
     if instance_id is not None:
         instance["id"] = str(instance_id)
     return instance
 
 
-def build_ec2_fleet(moto, regions, per_region, tags=None, eips_per_region=0, batch=100,
-                    instance_type="c5.large"):
+def build_ec2_fleet(
+    moto, regions, per_region, tags=None, eips_per_region=0, batch=100, instance_type="c5.large"
+):
     """Instances in a 198.18.0.0/16 VPC per region; returns {region: [instance ids]}.
 
     Region i gets subnet 198.18.i.0/24 (so up to ~250 instances per region); EIPs come from
@@ -290,8 +330,9 @@ def build_ec2_fleet(moto, regions, per_region, tags=None, eips_per_region=0, bat
     for index, region in enumerate(regions, start=1):
         ec2 = moto.client("ec2", region)
         vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"198.18.{index}.0/24",
-                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+        subnet = ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"198.18.{index}.0/24", AvailabilityZone=f"{region}a"
+        )["Subnet"]["SubnetId"]
         ids = []
         remaining = per_region
         while remaining > 0:
@@ -300,8 +341,14 @@ def build_ec2_fleet(moto, regions, per_region, tags=None, eips_per_region=0, bat
             kwargs = {}
             if tag_list:
                 kwargs["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tag_list}]
-            answer = ec2.run_instances(ImageId=AMI_ID, MinCount=count, MaxCount=count, SubnetId=subnet,
-                                       InstanceType=instance_type, **kwargs)
+            answer = ec2.run_instances(
+                ImageId=AMI_ID,
+                MinCount=count,
+                MaxCount=count,
+                SubnetId=subnet,
+                InstanceType=instance_type,
+                **kwargs,
+            )
             ids.extend(instance["InstanceId"] for instance in answer["Instances"])
             remaining -= count
         for instance_id in ids[:eips_per_region]:

@@ -26,15 +26,21 @@ PUBLIC = (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("198.51.1
 
 
 def params(endpoint_url, **extra):
-    base = {"provider": "aws", "regions": REGIONS, "endpoint_url": endpoint_url,
-            "access_key": "testing", "secret_key": "testing"}
+    base = {
+        "provider": "aws",
+        "regions": REGIONS,
+        "endpoint_url": endpoint_url,
+        "access_key": "testing",
+        "secret_key": "testing",
+    }
     base.update(extra)
     return base
 
 
 def test_three_regions_one_describe_each_and_eips_matched(clean_moto):
-    fleet = build_ec2_fleet(clean_moto, REGIONS, per_region=4, tags={"role": "sip", "Name": "sip"},
-                            eips_per_region=2)
+    fleet = build_ec2_fleet(
+        clean_moto, REGIONS, per_region=4, tags={"role": "sip", "Name": "sip"}, eips_per_region=2
+    )
     build_ec2_fleet(clean_moto, REGIONS[:1], per_region=3, tags={"role": "media"})
     clean_moto.reset_recording()
 
@@ -95,8 +101,9 @@ def test_instance_ids_across_regions(clean_moto):
     wanted = [fleet["us-east-1"][1], fleet["ap-southeast-2"][2]]
     clean_moto.reset_recording()
 
-    result = CloudInstanceFinder(params(clean_moto.url, regions=["us-east-1", "ap-southeast-2"],
-                                        instance_ids=wanted)).find()
+    result = CloudInstanceFinder(
+        params(clean_moto.url, regions=["us-east-1", "ap-southeast-2"], instance_ids=wanted)
+    ).find()
 
     assert sorted(record["instance_id"] for record in result["instances"]) == sorted(wanted)
     assert clean_moto.recorded_actions() == {"DescribeInstances": 2, "DescribeAddresses": 2}
@@ -114,8 +121,11 @@ def test_unknown_access_key_is_auth_failure_401(clean_moto):
     clean_moto.require_auth_after(0)
 
     with pytest.raises(CloudApiError) as caught:
-        CloudInstanceFinder(params(clean_moto.url, regions=["us-east-1"], access_key="AKIANOTKNOWNANYWHERE",
-                                   secret_key="wrong")).find()
+        CloudInstanceFinder(
+            params(
+                clean_moto.url, regions=["us-east-1"], access_key="AKIANOTKNOWNANYWHERE", secret_key="wrong"
+            )
+        ).find()
 
     assert str(caught.value) == (
         "ec2.DescribeInstances in us-east-1 failed: AuthFailure (HTTP 401): "
@@ -131,8 +141,14 @@ def test_user_without_permission_is_access_denied_403(clean_moto):
     key = iam.create_access_key(UserName="reader")["AccessKey"]
 
     with pytest.raises(CloudApiError) as caught:
-        CloudInstanceFinder(params(clean_moto.url, regions=["eu-west-1"], access_key=key["AccessKeyId"],
-                                   secret_key=key["SecretAccessKey"])).find()
+        CloudInstanceFinder(
+            params(
+                clean_moto.url,
+                regions=["eu-west-1"],
+                access_key=key["AccessKeyId"],
+                secret_key=key["SecretAccessKey"],
+            )
+        ).find()
 
     assert str(caught.value) == (
         "ec2.DescribeInstances in eu-west-1 failed: AccessDenied (HTTP 403): "
@@ -149,8 +165,12 @@ def fault_proxy(clean_moto):
 
 def test_throttling_is_retried_adaptively_then_succeeds(clean_moto, fault_proxy):
     build_ec2_fleet(clean_moto, ["us-east-1"], per_region=2)
-    fault_proxy.faults["DescribeInstances"] = {"status": 503, "code": "RequestLimitExceeded",
-                                               "message": "Request limit exceeded.", "times": 2}
+    fault_proxy.faults["DescribeInstances"] = {
+        "status": 503,
+        "code": "RequestLimitExceeded",
+        "message": "Request limit exceeded.",
+        "times": 2,
+    }
     clean_moto.reset_recording()
 
     result = CloudInstanceFinder(params(fault_proxy.url, regions=["us-east-1"])).find()
@@ -162,8 +182,12 @@ def test_throttling_is_retried_adaptively_then_succeeds(clean_moto, fault_proxy)
 
 
 def test_throttling_that_never_ends_fails_with_the_code(clean_moto, fault_proxy):
-    fault_proxy.faults["DescribeInstances"] = {"status": 503, "code": "RequestLimitExceeded",
-                                               "message": "Request limit exceeded.", "times": None}
+    fault_proxy.faults["DescribeInstances"] = {
+        "status": 503,
+        "code": "RequestLimitExceeded",
+        "message": "Request limit exceeded.",
+        "times": None,
+    }
 
     with pytest.raises(CloudApiError) as caught:
         CloudInstanceFinder(params(fault_proxy.url, regions=["us-east-1"], max_attempts=3)).find()
@@ -192,17 +216,49 @@ def test_module_runs_through_ansible(clean_moto, tmp_path):
     secret = "moto-ignores-this-secret-0123456789"
     build_ec2_fleet(clean_moto, ["eu-west-1"], per_region=2, tags={"role": "sip"}, eips_per_region=1)
     clean_moto.reset_recording()
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path),
-               ANSIBLE_HOME=str(tmp_path), ANSIBLE_DEPRECATION_WARNINGS="false")
-    args = json.dumps({"provider": "aws", "regions": ["eu-west-1"], "endpoint_url": clean_moto.url,
-                       "access_key": "testing", "secret_key": secret, "tags": {"role": "sip"}})
+    env = dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
+        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path),
+        ANSIBLE_HOME=str(tmp_path),
+        ANSIBLE_DEPRECATION_WARNINGS="false",
+    )
+    args = json.dumps(
+        {
+            "provider": "aws",
+            "regions": ["eu-west-1"],
+            "endpoint_url": clean_moto.url,
+            "access_key": "testing",
+            "secret_key": secret,
+            "tags": {"role": "sip"},
+        }
+    )
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")
     run = subprocess.run(
-        [ansible, "localhost", "-c", "local", "-i", "localhost,",
-         "-e", f"ansible_python_interpreter={sys.executable}",
-         "-m", "itsp.cluster.cloud_instances", "-a", args, "--tree", str(tmp_path / "tree"), "-vvv"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=90, check=False,
+        [
+            ansible,
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-m",
+            "itsp.cluster.cloud_instances",
+            "-a",
+            args,
+            "--tree",
+            str(tmp_path / "tree"),
+            "-vvv",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=90,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads((tmp_path / "tree" / "localhost").read_text())

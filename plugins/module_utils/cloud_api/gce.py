@@ -85,7 +85,8 @@ def gce_credentials(auth_kind="application", service_account_file=None, service_
         credentials, _project = google.auth.default(scopes=SCOPES)
         return credentials
     except (auth_exceptions.GoogleAuthError, ValueError, OSError) as error:
-        raise CloudApiError(PROVIDER, OP_CREDENTIALS, auth_kind, type(error).__name__, str(error)) from error
+        raise CloudApiError(PROVIDER, OP_CREDENTIALS, f"auth_kind {auth_kind}", type(error).__name__,
+                            str(error)) from error
 
 
 def instances_client(credentials, counter, api_endpoint=None):
