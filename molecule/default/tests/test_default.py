@@ -1,11 +1,13 @@
 """Kamailio behind a kernel 1-to-1 NAT: on the hosts, and over the wire from the public side."""
 
+import json
 import os
 import re
+import subprocess
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import platforms, sip
+from testlib import ansible_host, platforms, sip
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("kamailio")
@@ -95,3 +97,60 @@ def test_without_advertise_the_private_address_leaks():
     assert re.match(rf"SIP/2\.0/UDP {re.escape(me['private_ipv4'])}(:5060)?;", vias[0]), vias
     assert rrs == [f"<sip:{me['private_ipv4']};lr>"], rrs
     assert me["public_ipv4"] not in "\n".join(vias + rrs)
+
+
+# --- Bad input: stopped before the host is touched; a config failing `kamailio -c` never goes live.
+
+def _converge_proxy1(*extra):
+    """site.yml on proxy1 with extra vars; returns (rc, failure messages)."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(project, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".collections"))
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", "proxy1",
+           os.path.join(project, "site.yml")]
+    for e in extra:
+        cmd += ["-e", e]
+    res = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
+    # oneline prints "HOST | FAILED! => {json}" for each failed task.
+    failures = []
+    for m in re.finditer(r"^proxy1 \| FAILED! => (\{.*\})$", res.stdout, re.M):
+        result = json.loads(m.group(1))
+        items = [r for r in result.get("results", []) if r.get("failed")]  # a loop: the failed items
+        failures += [r.get("msg", "") for r in items] or [result.get("msg", "")]
+    return res.returncode, failures
+
+
+def _live_state(host):
+    return (host.check_output("cat /run/kamailio/kamailio.pid"),
+            host.check_output("sha256sum /etc/kamailio/kamailio.cfg"),
+            host.check_output("sha256sum /etc/default/kamailio"))
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("kamailio_advertise_address=not-an-ip",
+     "kamailio_advertise_address: 'not-an-ip' is not a usable IPv4 address"),
+    ("kamailio_advertise_address=0.0.0.0",
+     "kamailio_advertise_address: '0.0.0.0' is not a usable IPv4 address"),
+    ("kamailio_sip_port=70000", "kamailio_sip_port: '70000' is not a port (1-65535)"),
+    ("kamailio_listen_address=198.18.0.11 kamailio_advertise_address=198.18.0.11",
+     "kamailio_advertise_address: 198.18.0.11 is the address Kamailio binds"),
+])
+def test_bad_variables_stop_before_touching_the_host(extra, message):
+    host = ansible_host("proxy1")
+    before = _live_state(host)
+    rc, failures = _converge_proxy1(*extra.split())
+    assert rc != 0
+    assert failures and failures[0].startswith(message), failures
+    assert _live_state(host) == before
+
+
+def test_config_failing_kamailio_check_never_replaces_the_live_one():
+    host = ansible_host("proxy1")
+    before = _live_state(host)
+    rc, failures = _converge_proxy1("kamailio_log_facility=LOG_NOT_A_FACILITY")
+    assert rc != 0
+    assert failures == ["failed to validate"], failures
+    assert _live_state(host)[:2] == before[:2]
+    assert "LOG_NOT_A_FACILITY" not in host.file("/etc/kamailio/kamailio.cfg").content_string
+    assert sip.options(PLATFORMS["proxy1"]["public_ipv4"], local_port=5074).ok
