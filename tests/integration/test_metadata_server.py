@@ -258,7 +258,7 @@ def test_refused_endpoint_is_metal_quickly():
     stand_in = Stand_in(None, port, None)
     began = time.monotonic()
     facts = detect(stand_in, METAL, public_ipv4="203.0.113.41")
-    assert time.monotonic() - began < 0.2
+    assert time.monotonic() - began < TIMEOUT / 2  # refused at once: no timeout waited for
     assert (facts["provider"], facts["public_ipv4"], facts["nat"]) == ("metal", "203.0.113.41", "one_to_one")
     assert facts["source"] == "local addresses (ip -j addr) + static public_ipv4"
 
@@ -284,8 +284,10 @@ def test_fault_timeout_moves_on_with_a_warning(start):
     facts = detect(stand_in, record, timeout=SHORT_TIMEOUT)
     elapsed = time.monotonic() - began
     # The token PUT and the GET probing for a hop-limit problem each wait one timeout; gce and
-    # azure are not asked at the same silent endpoint.
-    assert 2 * SHORT_TIMEOUT <= elapsed < 2 * SHORT_TIMEOUT + 0.5
+    # azure are not asked at the same silent endpoint (they would get an immediate, logged 404).
+    assert 2 * SHORT_TIMEOUT <= elapsed < 4 * SHORT_TIMEOUT + 1.0
+    time.sleep(0.2)
+    assert "computeMetadata" not in stand_in.log() and "/metadata/" not in stand_in.log()
     assert facts["provider"] == "metal"
     assert facts["warnings"] == [
         f"aws imdsv2 at http://127.0.0.1:{stand_in.port}: connected, but no reply to PUT /latest/api/token "
