@@ -534,6 +534,8 @@ class ComputeStandIn:
 class Handler(BaseHTTPRequestHandler):
     server_version = "gce-compute-standin/1"
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, keep-alive clients stall ~40 ms per call.
+    disable_nagle_algorithm = True
 
     @property
     def standin(self):

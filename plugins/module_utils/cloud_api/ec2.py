@@ -59,26 +59,33 @@ def _as_strings(value):
     return [str(item) for item in values]
 
 
-def ec2_client(region, counter, endpoint_url=None, profile=None, access_key=None, secret_key=None,
-               session_token=None, max_attempts=5):
-    """An EC2 client with adaptive retries whose every HTTP attempt is counted in `counter`.
-
-    A session per client: boto3 sessions are not thread-safe and each region runs in its own thread.
-    """
+def aws_session(profile=None, access_key=None, secret_key=None, session_token=None):
+    """One boto3 session for the whole run; credentials the boto3 way when none are given."""
     try:
-        session = boto3.session.Session(
+        return boto3.session.Session(
             profile_name=profile,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             aws_session_token=session_token,
         )
-        config = Config(
-            # total_max_attempts counts the first try too, which is what a person means by "attempts".
-            retries={"mode": "adaptive", "total_max_attempts": max_attempts},
-            connect_timeout=10,
-            read_timeout=30,
-            user_agent_extra="itsp.cluster/cloud_instances",
-        )
+    except BotoCoreError as error:
+        raise _botocore_error("boto3.session", f"profile {profile}", error) from error
+
+
+def ec2_client(session, region, counter, endpoint_url=None, max_attempts=5):
+    """An EC2 client with adaptive retries whose every HTTP attempt is counted in `counter`.
+
+    Build clients in one thread (sessions are not thread-safe); the clients themselves are, so the
+    calls can then run in parallel.
+    """
+    config = Config(
+        # total_max_attempts counts the first try too, which is what a person means by "attempts".
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
+        connect_timeout=10,
+        read_timeout=30,
+        user_agent_extra="itsp.cluster/cloud_instances",
+    )
+    try:
         client = session.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
     except BotoCoreError as error:
         raise _botocore_error("ec2.client", region, error) from error
@@ -195,8 +202,7 @@ def normalize_instance(instance, region, eips=None):
     )
 
 
-def discover_region(region, counter, filters=None, page_size=PAGE_SIZE_MAX, **client_args):
-    client = ec2_client(region, counter, **client_args)
+def discover_region(client, region, filters=None, page_size=PAGE_SIZE_MAX):
     instances = describe_instances(client, region, filters=filters, page_size=page_size)
     if not instances:
         return []
@@ -205,7 +211,8 @@ def discover_region(region, counter, filters=None, page_size=PAGE_SIZE_MAX, **cl
 
 
 def discover(regions, counter, filters=None, tags=None, instance_ids=None, page_size=PAGE_SIZE_MAX,
-             **client_args):
+             endpoint_url=None, profile=None, access_key=None, secret_key=None, session_token=None,
+             max_attempts=5):
     """Records for every matching instance in `regions`, regions queried in parallel.
 
     When several regions fail, the first in the caller's order is reported.
@@ -214,10 +221,11 @@ def discover(regions, counter, filters=None, tags=None, instance_ids=None, page_
     regions = list(dict.fromkeys(regions))
     if not regions:
         return []
+    session = aws_session(profile, access_key, secret_key, session_token)
+    clients = {region: ec2_client(session, region, counter, endpoint_url, max_attempts) for region in regions}
     with ThreadPoolExecutor(max_workers=min(len(regions), MAX_PARALLEL_REGIONS)) as pool:
         futures = [
-            pool.submit(discover_region, region, counter, filters=ec2_filters, page_size=page_size,
-                        **client_args)
+            pool.submit(discover_region, clients[region], region, filters=ec2_filters, page_size=page_size)
             for region in regions
         ]
     records = []

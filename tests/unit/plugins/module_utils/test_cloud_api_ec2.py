@@ -35,14 +35,8 @@ def isolated_aws_config(monkeypatch, tmp_path):
 
 
 def client(**kwargs):
-    return ec2.ec2_client(
-        "us-east-1",
-        ApiCallCounter(),
-        endpoint_url=CLOSED,
-        access_key="AKIAUNITTEST",
-        secret_key="unit-test",
-        **kwargs,
-    )
+    session = ec2.aws_session(access_key="AKIAUNITTEST", secret_key="unit-test")
+    return ec2.ec2_client(session, "us-east-1", ApiCallCounter(), endpoint_url=CLOSED, **kwargs)
 
 
 def eni(eni_id, index, private_ip, mac, public_ip=None, ipv6=()):
@@ -252,16 +246,15 @@ def test_describe_addresses_error():
 
 def test_unknown_profile_is_a_clean_error():
     with pytest.raises(CloudApiError) as caught:
-        ec2.ec2_client("us-east-1", ApiCallCounter(), profile="nope")
-    assert (
-        str(caught.value)
-        == "ec2.client in us-east-1 failed: ProfileNotFound: The config profile (nope) could not be found"
+        ec2.aws_session(profile="nope")
+    assert str(caught.value) == (
+        "boto3.session in profile nope failed: ProfileNotFound: The config profile (nope) could not be found"
     )
 
 
 def test_no_credentials_anywhere_is_a_clean_error():
     counter = ApiCallCounter()
-    ec2_client = ec2.ec2_client("us-east-1", counter, endpoint_url=CLOSED)
+    ec2_client = ec2.ec2_client(ec2.aws_session(), "us-east-1", counter, endpoint_url=CLOSED)
     with pytest.raises(CloudApiError) as caught:
         ec2.describe_instances(ec2_client, "us-east-1")
     assert (
@@ -272,7 +265,7 @@ def test_no_credentials_anywhere_is_a_clean_error():
 
 
 def test_discover_reports_the_first_failing_region_in_the_callers_order(monkeypatch):
-    def fake_region(region, counter, **_kwargs):
+    def fake_region(client, region, **_kwargs):
         if region in ("eu-west-1", "ap-southeast-2"):
             raise CloudApiError("aws", "ec2.DescribeInstances", region, "AuthFailure", "no")
         return [ec2.normalize_instance({"InstanceId": "i-" + region}, region)]
