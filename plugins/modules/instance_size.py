@@ -55,7 +55,7 @@ description:
   - Every figure that is not arithmetic is in O(calibration) with its default and reason, and is
     repeated in the result's RV(assumptions).
 author:
-  - itsp.cluster engineers
+  - itsp.cluster engineers (@itsp-cluster)
 requirements:
   - boto3 (provider aws)
   - google-cloud-compute (provider gce)
