@@ -103,35 +103,96 @@ def register(proxy, user, domain, contact_port, port=5060, local_port=5071, time
                   "-i", PUBLIC_CLIENT, "-p", str(local_port)], timeout)
 
 
-def call(proxy, user, domain, port=5060, local_port=5072, timeout=10):
-    return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "call.xml"), "-m", "1",
-                  "-s", user, "-key", "domain", domain, "-i", PUBLIC_CLIENT, "-p", str(local_port)],
-                 timeout)
+def _call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms):
+    return [f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "call.xml"), "-m", "1", "-s", user,
+            "-key", "domain", domain, "-key", "rtp_port", str(rtp_port), "-d", str(hold_ms),
+            "-i", PUBLIC_CLIENT, "-p", str(local_port)]
 
 
-class Uas:
-    """A called party on the public side (uas.xml), answering `calls` calls, tracing what it got."""
+def call(proxy, user, domain, port=5060, local_port=5072, timeout=10, rtp_port=20000, hold_ms=200):
+    """One call through the proxy (INVITE, ACK, hold, BYE); .ok means it completed."""
+    return _sipp(_call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms), timeout)
 
-    def __init__(self, port=5080, calls=1, timeout=20):
-        args = ["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT, "-p", str(port)]
-        self.proc, self.trace_file = _sipp(args, timeout, background=True)
-        time.sleep(0.3)  # let it bind before anyone calls
 
-    def finish(self, timeout=15):
-        try:
-            out, _ = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return _result(self.proc.returncode, out, self.trace_file)
+class Call:
+    """A call placed in the background, so media can flow while it is up."""
+
+    def __init__(self, proxy, user, domain, port=5060, local_port=5072, rtp_port=20000, hold_ms=6000,
+                 timeout=20):
+        self.proc, self.trace_file = _sipp(_call_args(proxy, user, domain, port, local_port, rtp_port,
+                                                      hold_ms), timeout, background=True)
+
+    def finish(self, timeout=25):
+        return _finish(self.proc, self.trace_file, timeout)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+        _reap(self.proc)
+
+
+class Uas:
+    """A called party on the public side (uas.xml), answering `calls` calls, tracing what it got."""
+
+    def __init__(self, port=5080, calls=1, timeout=20, rtp_port=22000):
+        args = ["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT,
+                "-p", str(port), "-key", "rtp_port", str(rtp_port)]
+        self.proc, self.trace_file = _sipp(args, timeout, background=True)
+        time.sleep(0.3)  # let it bind before anyone calls
+
+    def finish(self, timeout=15):
+        return _finish(self.proc, self.trace_file, timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _reap(self.proc)
+
+
+def _finish(proc, trace_file, timeout):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return _result(proc.returncode, out, trace_file)
+
+
+def _reap(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def wait_for_message(trace_file, predicate, timeout=5.0):
+    """Poll a running SIPp's trace until a message matches; returns it (or None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), open(trace_file, errors="replace") as fh:
+            for direction, text in parse_trace(fh.read()):
+                if predicate(direction, text):
+                    return text
+        time.sleep(0.1)
+    return None
+
+
+def sdp_media(message):
+    """(connection address, audio port) from a message's SDP."""
+    c = re.search(r"^c=IN IP4 (\S+)", message, re.M)
+    m = re.search(r"^m=audio (\d+) ", message, re.M)
+    return (c.group(1), int(m.group(1))) if c and m else None
+
+
+def rtp_exchange(a_bind, a_to, b_bind, b_to, count=100, pps=50):
+    """Two RTP endpoints on the public side sending to each other's relay address at once."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtp.py")
+    procs = [subprocess.Popen(["ip", "netns", "exec", PUB_NS, sys.executable, script,
+                               "--bind", f"{bind[0]}:{bind[1]}", "--to", f"{to[0]}:{to[1]}",
+                               "--count", str(count), "--pps", str(pps), "--linger", "1.0"],
+                              stdout=subprocess.PIPE, text=True) for bind, to in ((a_bind, a_to), (b_bind, b_to))]
+    return [json.loads(p.communicate(timeout=count / pps + 15)[0]) for p in procs]
 
 
 def relayed_invite(uas_result):

@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - True for a dotted-quad IPv4 address such as C(198.18.0.10); false for names, CIDRs and IPv6.
   - "Also provides C(usable_ipv4) (an address a daemon can bind or advertise: not 0.0.0.0,
-    loopback, multicast or broadcast) and C(port_number) (an integer 1..65535)."
+    loopback, multicast or broadcast), C(private_ipv4) (loopback or a private/VPC address, never a
+    public one: where control sockets may listen) and C(port_number) (an integer 1..65535)."
 options:
   _input:
     description: The value to test.
@@ -54,6 +55,20 @@ def usable_ipv4(value):
                                or addr == ipaddress.IPv4Address("255.255.255.255"))
 
 
+# Python counts the documentation ranges as private; this project uses them as the public side.
+_DOCUMENTATION_NETS = tuple(ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+
+
+def private_ipv4(value):
+    """Loopback or a private/VPC address: where control sockets (RPC, rtpengine ng) may listen."""
+    addr = _ipv4(value)
+    if addr is None:
+        return False
+    if addr.is_loopback:
+        return True
+    return addr.is_private and not addr.is_unspecified and not any(addr in n for n in _DOCUMENTATION_NETS)
+
+
 def port_number(value):
     if isinstance(value, bool):
         return False
@@ -66,4 +81,5 @@ def port_number(value):
 
 class TestModule:
     def tests(self):
-        return {"ipv4_address": ipv4_address, "usable_ipv4": usable_ipv4, "port_number": port_number}
+        return {"ipv4_address": ipv4_address, "usable_ipv4": usable_ipv4, "private_ipv4": private_ipv4,
+                "port_number": port_number}

@@ -1,5 +1,5 @@
 import pytest
-from ansible_collections.itsp.cluster.plugins.test.network import ipv4_address, port_number, usable_ipv4
+from ansible_collections.itsp.cluster.plugins.test.network import ipv4_address, port_number, private_ipv4, usable_ipv4
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -25,3 +25,12 @@ def test_usable_ipv4(value, expected):
 ])
 def test_port_number(value, expected):
     assert port_number(value) is expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("127.0.0.1", True), ("198.18.0.21", True), ("198.19.255.1", True),
+    ("203.0.113.21", False), ("198.51.100.7", False), ("0.0.0.0", False), ("8.8.8.8", False),
+    ("not-an-ip", False), (None, False),
+])
+def test_private_ipv4(value, expected):
+    assert private_ipv4(value) is expected

@@ -1,0 +1,132 @@
+"""Calls with real RTP through a proxy and rtpengine behind the kernel 1-to-1 NAT."""
+
+import os
+import time
+
+import pytest
+import testinfra.utils.ansible_runner
+from testlib import ansible_host, platforms, sip
+
+from lab import ng
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("rtpengine")
+
+P = platforms()
+PUBLIC_CLIENT = sip.PUBLIC_CLIENT
+# Which relay each proxy drives: co-located on proxy1, the dedicated media host for proxy2.
+TOPOLOGIES = {"co-located": ("proxy1", "proxy1"), "separate": ("proxy2", "media1")}
+DELETE_DELAY = 2
+
+
+def ng_addr(name):
+    return (P[name]["private_ipv4"], 2223)
+
+
+def test_rtpengine_running_with_the_nat_interface(host):
+    me = P[host.backend.get_hostname()]
+    assert host.service("rtpengine-daemon").is_running
+    conf = host.file("/etc/rtpengine/rtpengine.conf").content_string
+    if me["name"] == "media2":  # the negative control: no !PUBLIC
+        assert f"interface = external/{me['private_ipv4']}\n" in conf
+    else:
+        assert f"interface = external/{me['private_ipv4']}!{me['public_ipv4']}\n" in conf
+    assert "table = -1\n" in conf  # no kernel module in the lab: userspace, and said so
+
+
+def test_control_listens_on_the_private_address_only(host):
+    me = P[host.backend.get_hostname()]
+    assert host.socket(f"udp://{me['private_ipv4']}:2223").is_listening
+    assert not host.socket("udp://0.0.0.0:2223").is_listening
+    assert not host.socket(f"udp://{me['public_ipv4']}:2223").is_listening
+
+
+def _media_call(proxy_name, relay_name, user, uas_port, a_rtp, b_rtp, local_port):
+    proxy = P[proxy_name]["public_ipv4"]
+    reg = sip.register(proxy, user, proxy, contact_port=uas_port, local_port=local_port)
+    assert reg.ok, reg.stdout[-800:]
+    seen = {}
+    with sip.Uas(port=uas_port, rtp_port=b_rtp, timeout=30) as uas, \
+            sip.Call(proxy, user, proxy, local_port=local_port + 1, rtp_port=a_rtp, hold_ms=6000) as call:
+        answer = sip.wait_for_message(call.trace_file, lambda d, t: d == "received"
+                                      and t.startswith("SIP/2.0 200") and "m=audio" in t)
+        offer = sip.wait_for_message(uas.trace_file, lambda d, t: d == "received"
+                                     and t.startswith("INVITE") and "m=audio" in t)
+        assert answer and offer, "no SDP exchanged"
+        seen["sdp_at_caller"], seen["sdp_at_callee"] = sip.sdp_media(answer), sip.sdp_media(offer)
+        seen["rtp"] = sip.rtp_exchange((PUBLIC_CLIENT, a_rtp), seen["sdp_at_caller"],
+                                       (PUBLIC_CLIENT, b_rtp), seen["sdp_at_callee"], count=100, pps=50)
+        seen["calls_during"] = ng.call_ids(ng_addr(relay_name))
+        seen["relayed"] = {cid: ng.packets_relayed(ng_addr(relay_name), cid) for cid in seen["calls_during"]}
+        seen["call"], seen["uas"] = call.finish(), uas.finish()
+    deadline = time.monotonic() + DELETE_DELAY + 8
+    while time.monotonic() < deadline and ng.call_ids(ng_addr(relay_name)):
+        time.sleep(0.5)
+    seen["calls_after"] = ng.call_ids(ng_addr(relay_name))
+    print(f"{proxy_name} -> {relay_name}: {seen}")
+    return seen
+
+
+@pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
+def test_call_with_rtp_both_ways_through_the_relay(topology):
+    proxy_name, relay_name = TOPOLOGIES[topology]
+    relay_public = P[relay_name]["public_ipv4"]
+    uas_port = 5090 if topology == "separate" else 5091
+    seen = _media_call(proxy_name, relay_name, f"m{topology[:3]}", uas_port, 20000, 22000,
+                       local_port=5094 if topology == "separate" else 5096)
+    # SDP at each end names the relay's public address, never a private one.
+    assert seen["sdp_at_caller"][0] == relay_public
+    assert seen["sdp_at_callee"][0] == relay_public
+    a, b = seen["rtp"]
+    assert (a["sent"], b["sent"]) == (100, 100)
+    assert a["received"] >= 98 and b["received"] >= 98, seen["rtp"]
+    assert a["from"] == [f"{relay_public}:{seen['sdp_at_caller'][1]}"]
+    assert b["from"] == [f"{relay_public}:{seen['sdp_at_callee'][1]}"]
+    # rtpengine saw the call, and counted the packets it took in on each leg.
+    assert len(seen["calls_during"]) == 1
+    legs = list(seen["relayed"].values())[0]
+    assert sorted(p[0] for p in legs.values()) == [100, 100], legs
+    assert seen["call"].ok and seen["uas"].ok
+    # BYE deleted it: nothing left once the delete delay has passed.
+    assert seen["calls_after"] == []
+
+
+def _offer(relay_name):
+    sdp = ("v=0\r\no=- 1 1 IN IP4 203.0.113.200\r\ns=-\r\nc=IN IP4 203.0.113.200\r\nt=0 0\r\n"
+           "m=audio 24000 RTP/AVP 0\r\n")
+    cid = f"offer-{relay_name}-{time.monotonic_ns()}"
+    ans = ng.request(ng_addr(relay_name), "offer", sdp=sdp, **{"call-id": cid, "from-tag": "a"})
+    ng.request(ng_addr(relay_name), "delete", **{"call-id": cid, "from-tag": "a"})
+    assert ans["result"] == "ok", ans
+    return sip.sdp_media(ans["sdp"])[0]
+
+
+def test_relay_with_public_address_writes_it_into_sdp():
+    assert _offer("media1") == P["media1"]["public_ipv4"]
+
+
+def test_relay_without_public_address_leaks_the_private_one():
+    """The negative control: same offer, interface without !PUBLIC, and SDP carries 198.18.x."""
+    assert _offer("media2") == P["media2"]["private_ipv4"]
+
+
+def test_relay_down_gives_a_sip_error_not_a_hang():
+    media1 = ansible_host("media1")
+    proxy = P["proxy2"]["public_ipv4"]
+    reg = sip.register(proxy, "down", proxy, contact_port=5092, local_port=5098)
+    assert reg.ok
+    media1.run("systemctl stop rtpengine-daemon")
+    try:
+        t0 = time.monotonic()
+        res = sip.call(proxy, "down", proxy, local_port=5099, timeout=15)
+        elapsed = time.monotonic() - t0
+        assert not res.ok
+        codes = [int(t[8:11]) for t in res.received() if t.startswith("SIP/2.0 ")]
+        assert codes and codes[-1] == 503, codes
+        # ng timeout 500 ms x 2 retries: the caller hears 503 in about a second at most, not a hang.
+        assert elapsed < 5, f"the caller waited {elapsed:.1f} s"
+        log = ansible_host("proxy2").run("journalctl -u kamailio --no-pager -n 50").stdout
+        assert "media relay unavailable" in log
+    finally:
+        media1.run("systemctl start rtpengine-daemon")
+        media1.run("systemctl is-active rtpengine-daemon")
