@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 MAX_BODY = 256 * 1024
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-# Instance ids, machine types, zones: printable, no spaces. Loose on purpose (real ids differ per
-# cloud and the lab invents its own); tight enough that an HTML page or binary junk fails.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,254}$")
+# Tokens, instance ids, machine types, zones: printable, no spaces. Loose on purpose (real ids
+# differ per cloud and the lab invents its own; url-safe tokens may start with "_" or "-");
+# tight enough that an HTML page or binary junk fails.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9._:/+=_-]{1,255}$")
 
 
 class NotHere(Exception):

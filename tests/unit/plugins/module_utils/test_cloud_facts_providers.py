@@ -397,3 +397,18 @@ def test_azure_not_here():
     scripted(provider, {})
     with pytest.raises(NotHere):
         provider.detect()
+
+
+@pytest.mark.parametrize("token", ["_MRovSuxNq_tcgLaeHa1S8EfWrXJK", "-leading-dash", "AQAEAA+base64/==", "a"])
+def test_token_pattern_accepts_base64_and_urlsafe_tokens(token):
+    """Found on the lab: url-safe tokens may start with '_' or '-' (about 1 in 30 did)."""
+    from ansible_collections.itsp.cluster.plugins.module_utils.providers import TOKEN_RE
+
+    assert TOKEN_RE.match(token)
+
+
+@pytest.mark.parametrize("token", ["<html>", "two words", "", "x" * 256])
+def test_token_pattern_rejects_junk(token):
+    from ansible_collections.itsp.cluster.plugins.module_utils.providers import TOKEN_RE
+
+    assert not TOKEN_RE.match(token)
