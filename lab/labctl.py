@@ -485,6 +485,20 @@ def up_metadata(spec):
     wait_tcp(METADATA_IP, 80, "metadata stand-in", logfile, netns=EDGE_NS)
 
 
+STUN_PORT = 3478
+
+
+def up_stun():
+    """A STUN server on the public side, for bare-metal hosts to discover their NATed address."""
+    pidfile = os.path.join(RUN, "stun.pid")
+    if pid_alive(read_pid(pidfile)):
+        return
+    pid = spawn([sys.executable, os.path.join(HERE, "stun_server.py"), "--bind", PUB_CLIENT_IPS[0],
+                 "--port", str(STUN_PORT)], os.path.join(RUN, "stun.log"), netns=PUB_NS)
+    with open(pidfile, "w") as fh:
+        fh.write(str(pid))
+
+
 def wait_tcp(addr, port, what, logfile, netns=None, timeout=15.0):
     probe = f"import socket; socket.create_connection(('{addr}', {port}), 1).close()"
     deadline = time.monotonic() + timeout
@@ -636,6 +650,7 @@ def cmd_up(args):
         up_network(spec)
         up_apt_cache()
         up_metadata(spec)
+        up_stun()
         pids = {h["name"]: up_host(h, pubkey) for h in spec["hosts"]}
         for h in spec["hosts"]:
             wait_host(h["name"], pids[h["name"]])
@@ -651,7 +666,8 @@ def cmd_up(args):
 
 
 def all_running(spec):
-    return pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))) and all(
+    return pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))) and pid_alive(
+        read_pid(os.path.join(RUN, "stun.pid"))) and all(
         pid_alive(read_pid(os.path.join(RUN, f"host-{h['name']}.pid"))) for h in spec["hosts"])
 
 
@@ -670,7 +686,7 @@ def cmd_down(_args=None):
                   if f.startswith("host-") and f.endswith(".pid") and f[5:-4] not in names]
     for name in names:
         down_host(name)
-    for pidname in ("metadata.pid", "apt-cacher-ng.pid"):
+    for pidname in ("metadata.pid", "stun.pid", "apt-cacher-ng.pid"):
         stop_pid(read_pid(os.path.join(RUN, pidname)))
     for ns in (EDGE_NS, PUB_NS):
         if netns_exists(ns):
@@ -694,7 +710,8 @@ def status():
         hosts.append(dict(h, running=pid_alive(pid), mac=host_mac(h["private_ipv4"])))
     return {"up": state.get("complete", False), "controller": CONTROLLER_IP,
             "public_clients": list(PUB_CLIENT_IPS), "ssh_key": SSH_KEY,
-            "metadata": pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))), "hosts": hosts}
+            "metadata": pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))),
+            "stun": f"{PUB_CLIENT_IPS[0]}:{STUN_PORT}", "hosts": hosts}
 
 
 def cmd_status(_args):

@@ -15,7 +15,7 @@ if PROJECT not in sys.path:
 
 from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
 
-__all__ = ["sip", "platforms", "ansible_host", "dump_logs_on_failure"]
+__all__ = ["sip", "platforms", "ansible_host", "dump_logs_on_failure", "run_module"]
 
 
 def platforms():
@@ -26,6 +26,22 @@ def platforms():
 
 def ansible_host(name):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+def run_module(name, module, args=""):
+    """Run one module on one host with Ansible; returns its result dict (oneline callback)."""
+    import json
+    import re
+    import subprocess
+
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    res = subprocess.run(["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "-m", module, "-a", args],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    m = re.search(rf"^{re.escape(name)} \| \w+!? => (\{{.*\}})$", res.stdout, re.M)
+    assert m, res.stdout + res.stderr
+    return json.loads(m.group(1))
 
 
 def dump_logs_on_failure(item, report, units):

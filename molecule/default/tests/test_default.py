@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, platforms, sip
+from testlib import ansible_host, platforms, run_module, sip
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("kamailio")
@@ -16,6 +16,22 @@ PLATFORMS = platforms()
 # proxy3 is the negative control: advertise switched off (kamailio_advertise_mode: never).
 ADVERTISING = [p for p in PLATFORMS.values() if p["name"] != "proxy3"]
 NEGATIVE = PLATFORMS["proxy3"]
+
+
+# What each host's facts must say: the provider from its metadata service (or STUN on metal).
+EXPECTED_PROVIDER = {"aws": "aws", "gce": "gce", "azure": "azure", "metal": "metal"}
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORMS))
+def test_facts_name_the_place_and_the_addresses(name):
+    me = PLATFORMS[name]
+    args = "stun_server=203.0.113.200:3478" if me["cloud"] == "metal" else ""
+    facts = run_module(name, "itsp.cluster.cloud_facts", args)["ansible_facts"]["itsp_cloud"]
+    print(name, facts)
+    assert facts["provider"] == EXPECTED_PROVIDER[me["cloud"]]
+    assert facts["private_ipv4"] == me["private_ipv4"]
+    assert facts["public_ipv4"] == me["public_ipv4"]
+    assert facts["nat"] == "one_to_one"
 
 
 def test_kamailio_running_and_enabled(host):
