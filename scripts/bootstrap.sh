@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "bootstrap: run as root (the lab makes namespaces and containers)" >&2; exit 2; }
 
-debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps)
+debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
