@@ -89,8 +89,10 @@ fetch_source() {
             echo "apt-get source said:"
             echo "$out" | grep -vE '^(Reading|Building|Picking|NOTICE|Please use|git clone)' |
                 tail -n 5 | sed 's/^/  /' || true
-            echo "apt-get update said:"
-            echo "$update_out" | grep -E '^(E|W|Err):' | tail -n 5 | sed 's/^/  /' || true
+            if echo "$update_out" | grep -qE '^(E|W|Err):'; then
+                echo "apt-get update said:"
+                echo "$update_out" | grep -E '^(E|W|Err):' | tail -n 5 | sed 's/^/  /'
+            fi
         } >&2
         rm -rf "$srcdir" "$aptdir"
         exit 3
