@@ -15,7 +15,7 @@ if PROJECT not in sys.path:
 
 from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
 
-__all__ = ["sip", "platforms", "ansible_host", "dump_logs_on_failure", "run_module"]
+__all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module"]
 
 
 def platforms():
@@ -26,6 +26,31 @@ def platforms():
 
 def ansible_host(name):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+def converge(limit, extra_vars=None):
+    """site.yml on some hosts with extra vars (a dict); returns (rc, failure messages)."""
+    import json
+    import re
+    import subprocess
+
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", limit,
+           os.path.join(PROJECT, "site.yml")]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    # oneline prints "HOST | FAILED! => {json}" for each failed task; a loop nests its items.
+    failures = []
+    for m in re.finditer(r"^\S+ \| FAILED! => (\{.*\})$", res.stdout, re.M):
+        result = json.loads(m.group(1))
+        items = [r for r in result.get("results", []) if r.get("failed")]
+        failures += [r.get("msg", "") for r in items] or [result.get("msg", "")]
+    if res.returncode != 0 and not failures:
+        failures = [res.stdout[-3000:] + res.stderr[-2000:]]
+    return res.returncode, failures
 
 
 def run_module(name, module, args=""):

@@ -1,13 +1,11 @@
 """Kamailio behind a kernel 1-to-1 NAT: on the hosts, and over the wire from the public side."""
 
-import json
 import os
 import re
-import subprocess
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, platforms, run_module, sip
+from testlib import ansible_host, converge, platforms, run_module, sip
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("kamailio")
@@ -118,23 +116,8 @@ def test_without_advertise_the_private_address_leaks():
 # --- Bad input: stopped before the host is touched; a config failing `kamailio -c` never goes live.
 
 def _converge_proxy1(*extra):
-    """site.yml on proxy1 with extra vars; returns (rc, failure messages)."""
-    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(project, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".collections"))
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", "proxy1",
-           os.path.join(project, "site.yml")]
-    for e in extra:
-        cmd += ["-e", e]
-    res = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
-    # oneline prints "HOST | FAILED! => {json}" for each failed task.
-    failures = []
-    for m in re.finditer(r"^proxy1 \| FAILED! => (\{.*\})$", res.stdout, re.M):
-        result = json.loads(m.group(1))
-        items = [r for r in result.get("results", []) if r.get("failed")]  # a loop: the failed items
-        failures += [r.get("msg", "") for r in items] or [result.get("msg", "")]
-    return res.returncode, failures
+    """site.yml on proxy1 with extra vars given as key=value; returns (rc, failure messages)."""
+    return converge("proxy1", dict(e.split("=", 1) for e in extra))
 
 
 def _live_state(host):
