@@ -64,9 +64,11 @@ def run_module(name, module, args=""):
                ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
     res = subprocess.run(["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "-m", module, "-a", args],
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    m = re.search(rf"^{re.escape(name)} \| \w+!? => (\{{.*\}})$", res.stdout, re.M)
+    m = re.search(rf"^{re.escape(name)} \| (\w+)!? => (\{{.*\}})$", res.stdout, re.M)
     assert m, res.stdout + res.stderr
-    return json.loads(m.group(1))
+    result = json.loads(m.group(2))
+    result["failed"] = m.group(1) == "FAILED"
+    return result
 
 
 def dump_logs_on_failure(item, report, units):

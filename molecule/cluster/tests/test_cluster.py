@@ -9,6 +9,8 @@ import pytest
 import testinfra.utils.ansible_runner
 from testlib import ansible_host, converge, platforms, run_module, sip
 
+from lab.rest_router import RestRouter
+
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("kamailio")
 
@@ -142,7 +144,26 @@ def test_json_logs_carry_the_call_id():
     assert rc == 0, failures
 
 
+def test_rest_hook_routes_the_call_where_the_service_says():
+    """http_async_client (built from Debian's source on the host) asks a routing service on the
+    private network; the call goes to the URI it answers."""
+    url = "http://198.18.0.1:18080/route"
+    rc, failures = converge("proxy3", {"kamailio_rest_routing_url": url})
+    assert rc == 0, failures
+    with RestRouter("198.18.0.1", 18080, "sip:203.0.113.200:5087") as router:
+        call, got = call_reaches("proxy3", "+4930555777", 5087, local_port=5075)
+    assert call.ok and got.ok, call.stdout[-800:]
+    call_id = sip.header_values(call.messages[0][1], "Call-ID")[0]
+    assert router.queries == [{"path": "/route", "ruri": "sip:+4930555777@203.0.113.13",
+                               "from": "sip:caller@203.0.113.200:5075", "callid": call_id}]
+    # The service gone: the call falls back to the dispatcher set instead of hanging.
+    call, got = call_reaches("proxy3", "+4930555778", 5085, local_port=5075)
+    assert call.ok and got.ok, call.stdout[-800:]
+
+
 @pytest.mark.parametrize("extra,message", [
+    ({"kamailio_rest_routing_url": "ftp://198.18.0.1/route"},
+     "kamailio_rest_routing_url: 'ftp://198.18.0.1/route' is not an http:// or https:// URL."),
     ({"kamailio_dispatcher_sets": [{"id": 1, "destinations": [{"uri": "carrier.example.net"}]}]},
      "kamailio_dispatcher_sets: 'carrier.example.net' in set 1 is not a SIP URI"),
     ({"kamailio_dmq_peers": ["198.18.0.99"]},
