@@ -24,8 +24,7 @@ def pub(name):
 
 
 def rpc(name, method, *params):
-    args = f"method={method}" + (f" params={json.dumps(list(params))}" if params else "")
-    return run_module(name, "itsp.cluster.kamailio_rpc", args)
+    return run_module(name, "itsp.cluster.kamailio_rpc", json.dumps({"method": method, "params": list(params)}))
 
 
 def main_pids():
