@@ -24,7 +24,7 @@ step "ruff" ruff check .
 step "yamllint" yamllint -s .
 step "ansible-lint" ansible-lint
 step "unit and integration tests" python -m pytest -q -p no:cacheprovider --junitxml="$results/pytest.xml" tests
-for scenario in ${ITSP_SCENARIOS:-default media}; do
+for scenario in ${ITSP_SCENARIOS:-default media cluster}; do
   step "molecule $scenario" molecule test -s "$scenario"
 done
 
