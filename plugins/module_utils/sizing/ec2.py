@@ -20,7 +20,10 @@ PAGE_SIZE = 100
 
 def ec2_client(region, endpoint_url=None, profile=None):
     session = boto3.session.Session(profile_name=profile, region_name=region)
-    return session.client("ec2", endpoint_url=endpoint_url, config=Config(**RETRY_CONFIG))
+    # botocore rewrites the retries dict it is given (max_attempts -> total_max_attempts, in
+    # place): hand it a copy, or every later client would get one attempt more.
+    return session.client("ec2", endpoint_url=endpoint_url,
+                          config=Config(retries=dict(RETRY_CONFIG["retries"])))
 
 
 def _api_error(operation, region, exc):

@@ -255,3 +255,12 @@ def test_retry_configs_are_the_sdks_own():
     assert gce.RETRY._predicate(gapi_exceptions.ServiceUnavailable("x"))
     assert gce.RETRY._predicate(gapi_exceptions.TooManyRequests("x"))
     assert not gce.RETRY._predicate(gapi_exceptions.Forbidden("x"))
+
+
+def test_making_clients_leaves_the_retry_config_alone(monkeypatch):
+    """botocore rewrites the retries dict it is given; the module's constant must not change."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for _ in range(2):
+        ec2.ec2_client("us-east-1", endpoint_url="http://127.0.0.1:9")
+    assert ec2.RETRY_CONFIG == {"retries": {"mode": "adaptive", "max_attempts": 10}}
