@@ -97,7 +97,8 @@ def test_relayed_request_carries_public_address(name):
     rrs = sip.header_values(invite, "Record-Route")
     print(f"{name}: INVITE at the public-side UAS:\n{invite}")
     assert vias[0].startswith(f"SIP/2.0/UDP {me['public_ipv4']}:5060;"), vias
-    assert rrs == [f"<sip:{me['public_ipv4']};lr>"], rrs
+    # The dialog module (on in a cluster) adds its own did= parameter; the address is what matters.
+    assert len(rrs) == 1 and re.match(rf"<sip:{re.escape(me['public_ipv4'])};lr(;did=[^;>]+)?>$", rrs[0]), rrs
     assert me["private_ipv4"] not in invite
 
 
@@ -109,7 +110,7 @@ def test_without_advertise_the_private_address_leaks():
     rrs = sip.header_values(invite, "Record-Route")
     # Kamailio leaves out the default port when it writes its own (private) address.
     assert re.match(rf"SIP/2\.0/UDP {re.escape(me['private_ipv4'])}(:5060)?;", vias[0]), vias
-    assert rrs == [f"<sip:{me['private_ipv4']};lr>"], rrs
+    assert len(rrs) == 1 and re.match(rf"<sip:{re.escape(me['private_ipv4'])};lr(;did=[^;>]+)?>$", rrs[0]), rrs
     assert me["public_ipv4"] not in "\n".join(vias + rrs)
 
 

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""A cluster proxy against a minimal Kamailio, and DMQ sync time: prints figures, asserts nothing.
+
+    sudo .venv/bin/python bench/bench_cluster.py [--options 2000 4000 6000] [--register 1000 2000 3000]
+
+Lab: proxy1 and proxy2 from the kamailio role (DMQ usrloc + dialog replication, rtpengine off,
+pike exempting the benchmark's client as a trusted network), and plain1 with the minimal
+configuration in bench/minimal-kamailio.cfg (OPTIONS 200, REGISTER save, nothing else). Both
+have 4 UDP workers. For each rate SIPp sends OPTIONS (or REGISTERs of distinct users) for a few
+seconds from the public side; the highest rate with zero failures is reported for each, and the
+ratio. Then 10,000 users register at proxy1, proxy2 is restarted empty, and the time until it holds
+all 10,000 (dmq_usrloc sync) is measured. Load is bounded by -m, -timeout and an outer timeout.
+"""
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+
+from benchlib import LABCTL, cpu_seconds, pub_sipp, sipp_counts, site, ssh, timed, write_lab
+
+from lab import sip
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODES = {"proxy1": 11, "proxy2": 12, "plain1": 31}
+
+
+def kamcmd(n, cmd):
+    return ssh(f"198.18.0.{n}", f"kamcmd -s unix:/run/kamailio/kamailio_ctl {cmd}").stdout
+
+
+def contacts(n):
+    out = kamcmd(n, "stats.get_statistics usrloc:location-contacts")
+    for line in out.splitlines():
+        if "location-contacts" in line:
+            return int(line.rsplit("=", 1)[1].strip())
+    return -1
+
+
+def load(n, scenario, rate, seconds, users_file=None):
+    calls = rate * seconds
+    args = [f"203.0.113.{n}:5060", "-sf", scenario, "-i", sip.PUBLIC_CLIENT, "-p", "5070",
+            "-r", str(rate), "-m", str(calls), "-l", str(rate * 2), "-recv_timeout", "4000"]
+    if users_file:
+        args += ["-inf", users_file]
+    cpu0 = cpu_seconds(f"198.18.0.{n}", "kamailio")
+    t0 = time.monotonic()
+    res = pub_sipp(args, seconds + 25)
+    elapsed = time.monotonic() - t0
+    cpu = 100 * (cpu_seconds(f"198.18.0.{n}", "kamailio") - cpu0) / elapsed
+    ok, failed = sipp_counts(res.stdout)
+    return ok, failed, cpu
+
+
+def ladder(n, scenario, rates, seconds, users_file=None):
+    best, rows = 0, []
+    for rate in rates:
+        ok, failed, cpu = load(n, scenario, rate, seconds, users_file)
+        rows.append((rate, ok, failed, cpu))
+        if failed == 0 and ok == rate * seconds:
+            best = rate
+        time.sleep(1)
+    return best, rows
+
+
+def deploy_minimal():
+    with open(os.path.join(HERE, "minimal-kamailio.cfg")) as fh:
+        cfg = fh.read()
+    cfg = cfg.replace("PRIVATE", "198.18.0.31").replace("PUBLIC", "203.0.113.31")
+    ssh("198.18.0.31", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kamailio",
+        timeout=300)
+    subprocess.run(["ssh", "-i", "/var/cache/itsp-cluster/lab/ssh/id_ed25519", "-o", "StrictHostKeyChecking=no",
+                    "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@198.18.0.31",
+                    "cat > /etc/kamailio/kamailio.cfg && kamailio -c -f /etc/kamailio/kamailio.cfg >/dev/null "
+                    "&& systemctl restart kamailio"], input=cfg, text=True, check=True, timeout=60)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--options", type=int, nargs="+", default=[2000, 4000, 6000])
+    p.add_argument("--register", type=int, nargs="+", default=[1000, 2000, 3000])
+    p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--sync-users", type=int, default=10000)
+    a = p.parse_args()
+    if max(a.options + a.register) > 20000 or not 1 <= a.seconds <= 30 or not 1 <= a.sync_users <= 50000:
+        p.error("rates up to 20000/s, 1..30 s per step, up to 50000 users (bounded load only)")
+    subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as work:
+        users = os.path.join(work, "users.csv")
+        with open(users, "w") as fh:
+            fh.write("SEQUENTIAL\n" + "".join(f"user{i:06d};\n" for i in range(max(a.sync_users, 50000))))
+        trusted = {"kamailio_trusted_networks": ["203.0.113.200/32"]}
+        spec = write_lab(work, {"proxy1": {"n": 11, "groups": ["kamailio"], "vars": trusted},
+                                "proxy2": {"n": 12, "groups": ["kamailio"], "vars": trusted},
+                                "plain1": {"n": 31, "groups": ["plain"]}})
+        try:
+            timed(LABCTL + ["up", "--spec", spec])
+            site(work)
+            deploy_minimal()
+            options = os.path.join(HERE, "..", "lab", "sipp", "options.xml")
+            register = os.path.join(HERE, "sipp", "register_many.xml")
+            results = {}
+            for name, n in (("cluster proxy", 11), ("minimal", 31)):
+                results[name] = (ladder(n, options, a.options, a.seconds),
+                                 ladder(n, register, a.register, a.seconds, users))
+            # DMQ sync: fresh registrations at proxy1, proxy2 restarted empty.
+            ssh("198.18.0.11", "systemctl restart kamailio")
+            ssh("198.18.0.12", "systemctl restart kamailio")
+            time.sleep(2)
+            rate = 2000
+            res = pub_sipp(["203.0.113.11:5060", "-sf", register, "-i", sip.PUBLIC_CLIENT, "-p", "5071",
+                            "-r", str(rate), "-m", str(a.sync_users), "-l", str(rate * 2), "-inf", users,
+                            "-recv_timeout", "4000"], a.sync_users // rate + 30)
+            registered = sipp_counts(res.stdout)
+            time.sleep(2)
+            replicated_live = contacts(12)
+            ssh("198.18.0.12", "systemctl stop kamailio")
+            ssh("198.18.0.12", "systemctl start kamailio")
+            t0 = time.monotonic()
+            synced = -1
+            while time.monotonic() - t0 < 120:
+                synced = contacts(12)
+                if synced >= a.sync_users:
+                    break
+                time.sleep(0.2)
+            sync_time = time.monotonic() - t0
+        finally:
+            subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
+    for what, idx, unit in (("OPTIONS", 0, "req/s"), ("REGISTER", 1, "req/s")):
+        print(f"{what}: highest rate with zero failures over {a.seconds} s")
+        for name in ("cluster proxy", "minimal"):
+            best, rows = results[name][idx]
+            steps = ", ".join(f"{r}/s: {ok} ok {bad} failed cpu {cpu:.0f}%" for r, ok, bad, cpu in rows)
+            print(f"  {name:<14} {best:>6} {unit}   ({steps})")
+        c, m = results["cluster proxy"][idx][0], results["minimal"][idx][0]
+        print(f"  ratio cluster/minimal: {c / m:.2f}" if m else "  ratio: minimal had no clean step")
+    print(f"DMQ: {registered[0]} registered at proxy1 ({registered[1]} failed); proxy2 held {replicated_live} "
+          f"by live replication; after a restart proxy2 held {synced} of {a.sync_users} "
+          f"after {sync_time:.2f} s (dmq_usrloc sync)")
+
+
+if __name__ == "__main__":
+    main()
