@@ -461,9 +461,9 @@ plan:
           C(bandwidth_rule), C(pps_allowance) with its C(pps_rule), C(binding) (the resource that
           sets the count), C(count_driver) (load, redundancy, zone loss or one node per zone),
           C(utilisation) (percent per resource, C(normal) and C(after_failure)) and C(tuning).
-        - C(tuning) holds C(kamailio_children), C(kamailio_tcp_children), C(kamailio_shm_mb),
-          C(kamailio_pkg_mb) for proxy nodes and C(rtpengine_port_min), C(rtpengine_port_max),
-          C(rtpengine_num_threads) for media nodes (both for combined nodes).
+        - C(tuning) holds C(kamailio_children), C(kamailio_tcp_children), C(kamailio_shm_memory_mb),
+          C(kamailio_pkg_memory_mb) for proxy nodes and C(rtpengine_port_min), C(rtpengine_port_max),
+          C(rtpengine_threads) for media nodes (both for combined nodes).
       type: list
       elements: dict
 alternatives:

@@ -514,8 +514,8 @@ def tuning(role, itype, wl, calib, forwarding, survivors, headroom_pct):
         values.update({
             "kamailio_children": kamailio_children(itype, calib),
             "kamailio_tcp_children": kamailio_tcp_children(itype, wl, calib),
-            "kamailio_shm_mb": max(256, round_up(shm, 64)),
-            "kamailio_pkg_mb": int(calib["kamailio_pkg_mb"]),
+            "kamailio_shm_memory_mb": max(256, round_up(shm, 64)),
+            "kamailio_pkg_memory_mb": int(calib["kamailio_pkg_mb"]),
         })
     if role in ("media", "combined"):
         media = media_demand(itype, wl, calib, forwarding)
@@ -525,6 +525,6 @@ def tuning(role, itype, wl, calib, forwarding, survivors, headroom_pct):
         values.update({
             "rtpengine_port_min": port_min,
             "rtpengine_port_max": min(int(calib["rtpengine_port_max_limit"]), port_min + max(ports, 2) - 1),
-            "rtpengine_num_threads": int(itype["vcpus"]),
+            "rtpengine_threads": int(itype["vcpus"]),
         })
     return values

@@ -255,14 +255,14 @@ def test_tuning_values():
     values = model.tuning("combined", itype(vcpus=8), wl, CALIB, "kernel", survivors=2, headroom_pct=30)
     assert values["kamailio_children"] == 16
     assert values["kamailio_tcp_children"] == 4       # no TLS
-    assert values["kamailio_pkg_mb"] == 16
-    assert values["rtpengine_num_threads"] == 8
+    assert values["kamailio_pkg_memory_mb"] == 16
+    assert values["rtpengine_threads"] == 8
     assert values["rtpengine_port_min"] == 16384
     # 4000 calls x 4 ports / 2 survivors / 0.7 = 11428.6 -> 11430 (even)
     assert values["rtpengine_port_max"] == 16384 + 11430 - 1
     usrloc = 100000 * 2048 / 1048576
     shm_var = (4000 * 4096 + (10 * 2 + 100000 / 3600 * 2) * 5 * 4096) / 1048576
-    assert values["kamailio_shm_mb"] == model.round_up((64 + usrloc + shm_var / 2) / 0.7, 64)
+    assert values["kamailio_shm_memory_mb"] == model.round_up((64 + usrloc + shm_var / 2) / 0.7, 64)
 
 
 def test_children_are_clamped():

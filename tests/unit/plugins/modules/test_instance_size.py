@@ -93,7 +93,7 @@ def test_separate_plan(run):
     assert media["survivors"] == 3 and media["zones"] == 3
     assert media["count_driver"] == "zone loss"
     assert media["tuning"] == {"rtpengine_port_min": 16384, "rtpengine_port_max": 16384 + 38096 - 1,
-                               "rtpengine_num_threads": 8}
+                               "rtpengine_threads": 8}
     assert max(u["after_failure"] for u in media["utilisation"].values() if u["after_failure"]) <= 70.0
     assert media["utilisation"]["pps"]["after_failure"] == media["utilisation"][media["binding"]]["after_failure"]
     assert result["workload"]["stream_kbps"] == 87.2 and result["workload"]["stream_pps"] == 50.0
@@ -114,8 +114,8 @@ def test_combined_forced(run):
     assert result["plan"]["topology"] == "combined"
     assert result["alternatives"]["separate"] is None
     assert set(result["plan"]["roles"][0]["tuning"]) == {
-        "kamailio_children", "kamailio_tcp_children", "kamailio_shm_mb", "kamailio_pkg_mb",
-        "rtpengine_port_min", "rtpengine_port_max", "rtpengine_num_threads"}
+        "kamailio_children", "kamailio_tcp_children", "kamailio_shm_memory_mb", "kamailio_pkg_memory_mb",
+        "rtpengine_port_min", "rtpengine_port_max", "rtpengine_threads"}
 
 
 @pytest.mark.parametrize("workload, message", [
