@@ -6,8 +6,8 @@ import socket
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.itsp.cluster.plugins.modules import cloud_facts
+from module_harness import Exit, Fail, patch_exits, set_module_args
 
 MAC = "02:18:00:00:00:41"
 IP_ADDR = json.dumps([
@@ -19,39 +19,21 @@ IP_ADDR = json.dumps([
 IP_ROUTE = json.dumps([{"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"}])
 
 
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
-
-
 @pytest.fixture
 def run(monkeypatch):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = []
+    warnings = patch_exits(monkeypatch)
     commands = []
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
 
     def run_command(self, args, **kwargs):
         commands.append(args)
         return 0, IP_ADDR if "addr" in args else IP_ROUTE, ""
 
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/sbin/" + name)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warnings.append(text))
 
     def _run(args, check_mode=False):
-        args = dict(args, _ansible_check_mode=check_mode)
-        monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+        set_module_args(monkeypatch, args, check_mode)
         with pytest.raises(Exit) as done:
             cloud_facts.main()
         return done.value.args[0]

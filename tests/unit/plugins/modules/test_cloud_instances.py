@@ -3,13 +3,10 @@
 The cloud is faked one level down (ec2.discover / gce.discover); real HTTP is in tests/integration.
 """
 
-import json
 import socket
 import sys
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.itsp.cluster.plugins.module_utils import cloud_api
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, ec2, gce
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
@@ -17,37 +14,19 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records imp
     make_record,
 )
 from ansible_collections.itsp.cluster.plugins.modules import cloud_instances
+from module_harness import Exit, Fail, patch_exits, set_module_args
 
 AWS = {"provider": "aws", "regions": ["eu-west-1"]}
 GCE = {"provider": "gce", "project": "itsp-lab"}
 
 
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
-
-
 @pytest.fixture
 def run(monkeypatch):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: warnings.append(text))
+    warnings = patch_exits(monkeypatch)
 
     def _run(args, check_mode=False):
-        args = dict(args, _ansible_check_mode=check_mode)
-        monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+        set_module_args(monkeypatch, args, check_mode)
         with pytest.raises(Exit) as done:
             cloud_instances.main()
         return done.value.args[0]

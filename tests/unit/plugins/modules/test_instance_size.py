@@ -2,16 +2,14 @@
 here), on a static catalog or with the cloud fetchers replaced. Also checks that DOCUMENTATION
 and the argument_spec say the same thing."""
 
-import json
 
 import pytest
 import yaml
-from ansible.module_utils import basic
 from ansible.module_utils.basic import missing_required_lib
-from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog, ec2, model
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from ansible_collections.itsp.cluster.plugins.modules import instance_size
+from module_harness import Exit, Fail, patch_exits, set_module_args
 
 CATALOG = [
     {"name": "gp.xlarge", "vcpus": 4, "memory_mb": 16384, "baseline_gbps": 5},
@@ -23,29 +21,13 @@ WORKLOAD = {"concurrent_calls": 20000, "calls_per_second": 200, "registered_endp
             "registration_interval": 600}
 
 
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
-
-
 @pytest.fixture
 def run(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    patch_exits(monkeypatch)
     catalog.clear_memory_cache()
 
     def _run(args, check_mode=False):
-        args = dict(args, _ansible_check_mode=check_mode)
-        monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+        set_module_args(monkeypatch, args, check_mode)
         instance_size.main()
 
     return _run

@@ -10,18 +10,9 @@ import threading
 
 import pytest
 import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import MUTATING_METHODS
 from ansible_collections.itsp.cluster.plugins.modules import kamailio_rpc
-
-
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
+from module_harness import Exit, Fail, patch_exits, set_module_args
 
 
 class FakeKamailio:
@@ -72,19 +63,10 @@ def kamailio(short_dir):
 @pytest.fixture
 def run(monkeypatch):
     """run(args, check_mode) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    patch_exits(monkeypatch)
 
     def _run(args, check_mode=False):
-        args = dict(args, _ansible_check_mode=check_mode)
-        monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+        set_module_args(monkeypatch, args, check_mode)
         with pytest.raises(Exit) as done:
             kamailio_rpc.main()
         return done.value.args[0]
