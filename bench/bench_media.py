@@ -75,7 +75,9 @@ def main():
         p.error("rates 1..200, hold 1..60 s, seconds 1..120 (bounded load only)")
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     with tempfile.TemporaryDirectory(prefix="bench-media-") as inv:
-        spec = write_lab(inv, {"proxy1": {"n": 11, "groups": ["kamailio"]},
+        # The load generator is one source address: trusted (like a carrier's SBC), so pike lets it through.
+        spec = write_lab(inv, {"proxy1": {"n": 11, "groups": ["kamailio"],
+                                          "vars": {"kamailio_trusted_networks": ["203.0.113.200/32"]}},
                                "media1": {"n": 21, "groups": ["rtpengine"],
                                           "vars": {"rtpengine_max_calls": 2000}}})
         try:

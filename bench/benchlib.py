@@ -60,10 +60,14 @@ def ssh(address, command, timeout=60):
 
 
 def cpu_seconds(address, process):
-    """CPU time (user + system, all threads) a process has used, read from /proc on a lab host."""
-    out = ssh(address, f"cat /proc/$(pidof -s {process})/stat").stdout
-    fields = out.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) used by every process of that name on a lab host, from /proc
+    (Kamailio runs many processes, rtpengine many threads of one)."""
+    out = ssh(address, f"for p in $(pidof {process}); do cat /proc/$p/stat; done").stdout
+    ticks = 0
+    for line in out.splitlines():
+        fields = line.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def sipp_counts(output):
