@@ -7,11 +7,9 @@ import os
 import re
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import textwrap
-import threading
 
 import pytest
 from ansible_collections.itsp.cluster.plugins.module_utils import kamailio_rpc
@@ -22,52 +20,13 @@ from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import (
     check_request,
     is_mutating,
 )
+from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio
 
 
 def answer_result(result):
     def answer(request, _raw):
         return json.dumps({"jsonrpc": "2.0", "result": result, "id": request["id"]}).encode()
     return answer
-
-
-class FakeKamailio:
-    """Binds path; for each datagram records (request, sender, sender mode, sender dir mode) and
-    sends back what answer(request, raw) returns (nothing when it returns None)."""
-
-    def __init__(self, path, answer):
-        self.path = path
-        self.answer = answer
-        self.seen = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.05)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                raw, sender = self.sock.recvfrom(70000)
-            except socket.timeout:
-                continue
-            try:
-                request = json.loads(raw)
-            except ValueError:
-                request = None
-            self.seen.append({
-                "request": request, "sender": sender,
-                "mode": stat.S_IMODE(os.stat(sender).st_mode),
-                "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(sender)).st_mode),
-            })
-            reply = self.answer(request, raw)
-            if reply is not None:
-                self.sock.sendto(reply, sender)
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

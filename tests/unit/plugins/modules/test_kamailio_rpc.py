@@ -1,49 +1,16 @@
 """The kamailio_rpc module as Ansible runs it: arguments in, exit_json/fail_json out (both raise
 here), against a fake jsonrpcs datagram socket in a short temporary directory."""
 
-import json
 import os
 import shutil
-import socket
 import tempfile
-import threading
 
 import pytest
 import yaml
 from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import MUTATING_METHODS
 from ansible_collections.itsp.cluster.plugins.modules import kamailio_rpc
+from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
 from module_harness import Exit, Fail, patch_exits, set_module_args
-
-
-class FakeKamailio:
-    """Answers every request with answer(request) -> dict (result or error), records requests."""
-
-    def __init__(self, path, answer):
-        self.path = path
-        self.answer = answer
-        self.requests = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.05)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                raw, sender = self.sock.recvfrom(70000)
-            except socket.timeout:
-                continue
-            request = json.loads(raw)
-            self.requests.append(request)
-            reply = dict(self.answer(request), jsonrpc="2.0", id=request["id"])
-            self.sock.sendto(json.dumps(reply).encode(), sender)
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join()
-        self.sock.close()
 
 
 @pytest.fixture
@@ -55,7 +22,8 @@ def short_dir():
 
 @pytest.fixture
 def kamailio(short_dir):
-    server = FakeKamailio(os.path.join(short_dir, "kamailio_rpc.sock"), lambda request: {"result": "Ok."})
+    ok = json_rpc_answers(lambda request: {"result": "Ok."})
+    server = FakeKamailio(os.path.join(short_dir, "kamailio_rpc.sock"), ok)
     yield server
     server.stop()
 
@@ -83,14 +51,14 @@ def failure_of(run, args, check_mode=False):
 # -- calls -------------------------------------------------------------------------------------------
 
 def test_read_only_call_returns_the_result_unchanged(run, kamailio):
-    kamailio.answer = lambda request: {"result": {"NRSETS": 1, "RECORDS": []}}
+    kamailio.answer = json_rpc_answers(lambda request: {"result": {"NRSETS": 1, "RECORDS": []}})
     result = run({"method": "dispatcher.list", "socket": kamailio.path})
     assert result == {"changed": False, "method": "dispatcher.list", "result": {"NRSETS": 1, "RECORDS": []}}
     assert [r["method"] for r in kamailio.requests] == ["dispatcher.list"]
 
 
 def test_reload_reports_a_change(run, kamailio):
-    kamailio.answer = lambda request: {"result": "Ok. Dispatcher successfully reloaded."}
+    kamailio.answer = json_rpc_answers(lambda request: {"result": "Ok. Dispatcher successfully reloaded."})
     result = run({"method": "dispatcher.reload", "socket": kamailio.path})
     assert result == {"changed": True, "method": "dispatcher.reload",
                       "result": "Ok. Dispatcher successfully reloaded."}
@@ -116,7 +84,8 @@ def test_check_mode_does_not_send_a_mutating_call(run, kamailio):
 
 
 def test_check_mode_runs_a_read_only_call(run, kamailio):
-    kamailio.answer = lambda request: {"result": [{"IDX": 0, "PID": 4242, "DSC": "main process - attendant"}]}
+    psx = [{"IDX": 0, "PID": 4242, "DSC": "main process - attendant"}]
+    kamailio.answer = json_rpc_answers(lambda request: {"result": psx})
     result = run({"method": "core.psx", "socket": kamailio.path}, check_mode=True)
     assert result["result"] == [{"IDX": 0, "PID": 4242, "DSC": "main process - attendant"}]
     assert result["changed"] is False
@@ -131,7 +100,7 @@ def test_check_mode_mutating_call_needs_no_running_kamailio(run, short_dir):
 # -- failures ----------------------------------------------------------------------------------------
 
 def test_jsonrpc_error_keeps_code_and_message(run, kamailio):
-    kamailio.answer = lambda request: {"error": {"code": 500, "message": "Method Not Found"}}
+    kamailio.answer = json_rpc_answers(lambda request: {"error": {"code": 500, "message": "Method Not Found"}})
     failed = failure_of(run, {"method": "dmq.list_nodes", "socket": kamailio.path})
     assert failed == {
         "msg": f"Kamailio RPC dmq.list_nodes failed on {kamailio.path}: error 500 Method Not Found "
