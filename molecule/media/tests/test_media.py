@@ -5,7 +5,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, platforms, sip
+from testlib import ansible_host, converge, platforms, sip
 
 from lab import ng
 
@@ -130,3 +130,25 @@ def test_relay_down_gives_a_sip_error_not_a_hang():
     finally:
         media1.run("systemctl start rtpengine-daemon")
         media1.run("systemctl is-active rtpengine-daemon")
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"rtpengine_port_min": 40000, "rtpengine_port_max": 30000},
+     "rtpengine_port_min/rtpengine_port_max: 40000-30000 is not an ascending range of ports"),
+    ({"rtpengine_port_min": 30000, "rtpengine_port_max": 30099, "rtpengine_max_calls": 200},
+     "rtpengine_port_min/rtpengine_port_max: 30000-30099 holds 100 ports, but rtpengine_max_calls=200 needs 800"),
+    ({"rtpengine_interfaces": [{"name": "external", "address": "198.18.0.99", "advertise": "203.0.113.21"}]},
+     "rtpengine_interfaces: 198.18.0.99 (external) is not bound on media1"),
+    ({"rtpengine_interfaces": [{"name": "external", "address": "198.18.0.21", "advertise": "198.18.0.21"}]},
+     "rtpengine_interfaces: advertise '198.18.0.21' (external) must be a public IPv4 address that is NOT bound here"),
+    ({"rtpengine_ng_address": "203.0.113.21"},
+     "rtpengine_ng_address: '203.0.113.21' must be loopback or a private address"),
+])
+def test_bad_media_input_stops_before_touching_the_host(extra, message):
+    media1 = ansible_host("media1")
+    before = (media1.check_output("pidof rtpengine"), media1.check_output("sha256sum /etc/rtpengine/rtpengine.conf"))
+    rc, failures = converge("media1", extra)
+    assert rc != 0
+    assert failures and failures[0].startswith(message), failures
+    assert (media1.check_output("pidof rtpengine"),
+            media1.check_output("sha256sum /etc/rtpengine/rtpengine.conf")) == before
