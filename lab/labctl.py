@@ -566,7 +566,9 @@ def up_host(h, pubkey):
     with open(os.path.join(root, "root/.ssh/authorized_keys"), "w") as fh:
         fh.write(pubkey)
     os.chmod(os.path.join(root, "root/.ssh/authorized_keys"), 0o600)
+    # CAP_NET_ADMIN: a real server may manage its own firewall; here it reaches only the host's netns.
     pid = spawn(["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--resolv-conf=off",
+                 "--capability=CAP_NET_ADMIN",
                  "--console=passive", "--link-journal=no", f"--network-namespace-path=/run/netns/{ns}",
                  "-D", root, "-M", name], os.path.join(RUN, f"host-{name}.log"))
     with open(pidfile, "w") as fh:

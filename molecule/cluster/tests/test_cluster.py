@@ -3,12 +3,14 @@ restarts, stateless mode, JSON logs. The tests run in file order and share the c
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
 from testlib import ansible_host, converge, platforms, run_module, sip
 
+from lab import ng
 from lab.rest_router import RestRouter
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
@@ -46,6 +48,20 @@ def test_listeners_are_private_or_loopback(host):
     assert sorted(kam) == [f"{me['private_ipv4']}:5060", f"{me['private_ipv4']}:5062"], listening
     assert host.file("/run/kamailio/kamailio_rpc.sock").is_socket
     assert not [a for a in host.check_output("ss -Hlnt | awk '{print $4}'").split() if a.endswith(":5062")]
+
+
+def test_firewall_hides_control_ports_from_the_internet():
+    """1-to-1 NAT maps every port: without the firewall rtpengine's ng answered from outside."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    probe = (f"import sys; sys.path.insert(0, {project!r}); from lab import ng\n"
+             "try:\n    ng.request(('203.0.113.21', 2223), 'ping', timeout=2); print('answered')\n"
+             "except TimeoutError:\n    print('no answer')")
+    out = subprocess.run(["ip", "netns", "exec", "itsp-pub", "python3", "-c", probe],
+                         capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+    assert out == "no answer"
+    # ...while the management host still reaches it on the private address, and SIP is open.
+    assert ng.request(("198.18.0.21", 2223), "ping") == {"result": "pong"}
+    assert sip.options(pub("proxy1")).ok
 
 
 def test_every_proxy_sees_its_dmq_peers():
