@@ -33,6 +33,18 @@ def main_pids():
     return {n: ansible_host(n).check_output("cat /run/kamailio/kamailio.pid") for n in PROXIES}
 
 
+def wait_replicated(user, on, timeout=20):
+    """Replication is asynchronous (and peers re-handshake after a restart): wait, bounded, until
+    every proxy in `on` holds the user's contact."""
+    deadline = time.monotonic() + timeout
+    missing = list(on)
+    while missing and time.monotonic() < deadline:
+        missing = [n for n in missing if f"{user}@203.0.113.200" not in json.dumps(rpc(n, "ul.dump").get("result"))]
+        if missing:
+            time.sleep(0.5)
+    assert not missing, f"{user} not replicated to {missing} within {timeout} s"
+
+
 def call_reaches(proxy, user, uas_port, local_port=5072):
     with sip.Uas(port=uas_port) as uas:
         call = sip.call(pub(proxy), user, pub(proxy), local_port=local_port)
@@ -74,7 +86,7 @@ def test_every_proxy_sees_its_dmq_peers():
 def test_registration_at_one_proxy_is_reachable_through_another():
     reg = sip.register(pub("proxy1"), "dave", pub("proxy1"), contact_port=5080)
     assert reg.ok, reg.stdout[-800:]
-    time.sleep(1)  # replication is asynchronous
+    wait_replicated("dave", ["proxy2", "proxy3"])
     call, got = call_reaches("proxy2", "dave", 5080)
     assert call.ok and got.ok, call.stdout[-800:]
 
@@ -137,7 +149,7 @@ def test_stateless_mode_calls_still_complete():
     assert "forward()" in ansible_host("proxy2").file("/etc/kamailio/kamailio.cfg").content_string
     reg = sip.register(pub("proxy2"), "erin", pub("proxy2"), contact_port=5080)
     assert reg.ok
-    time.sleep(1)
+    wait_replicated("erin", ["proxy3"])
     call, got = call_reaches("proxy3", "erin", 5080)
     assert call.ok and got.ok, call.stdout[-800:]
     call, got = call_reaches("proxy1", "+4930999001", 5085, local_port=5075)
