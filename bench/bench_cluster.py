@@ -70,10 +70,8 @@ def deploy_minimal():
     cfg = cfg.replace("PRIVATE", "198.18.0.31").replace("PUBLIC", "203.0.113.31")
     ssh("198.18.0.31", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kamailio",
         timeout=300)
-    subprocess.run(["ssh", "-i", "/var/cache/itsp-cluster/lab/ssh/id_ed25519", "-o", "StrictHostKeyChecking=no",
-                    "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "root@198.18.0.31",
-                    "cat > /etc/kamailio/kamailio.cfg && kamailio -c -f /etc/kamailio/kamailio.cfg >/dev/null "
-                    "&& systemctl restart kamailio"], input=cfg, text=True, check=True, timeout=60)
+    ssh("198.18.0.31", "cat > /etc/kamailio/kamailio.cfg && kamailio -c -f /etc/kamailio/kamailio.cfg >/dev/null "
+        "&& systemctl restart kamailio", input_text=cfg, check=True)
 
 
 def main():

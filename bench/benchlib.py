@@ -53,10 +53,10 @@ def changed_total(output):
     return sum(int(m) for m in re.findall(r"changed=(\d+)", output))
 
 
-def ssh(address, command, timeout=60):
+def ssh(address, command, timeout=60, input_text=None, check=False):
     return subprocess.run(["ssh", "-i", SSH_KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                            "-o", "LogLevel=ERROR", f"root@{address}", command],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          input=input_text, capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def cpu_seconds(address, process):

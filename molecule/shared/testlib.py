@@ -28,15 +28,20 @@ def ansible_host(name):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
 
 
+def _oneline_env():
+    """Ansible against this checkout, one line per host result (parsed by the helpers below)."""
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
+                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+                ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+
+
 def converge(limit, extra_vars=None):
     """site.yml on some hosts with extra vars (a dict); returns (rc, failure messages)."""
     import json
     import re
     import subprocess
 
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    env = _oneline_env()
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", limit,
            os.path.join(PROJECT, "site.yml")]
     if extra_vars:
@@ -59,9 +64,7 @@ def run_module(name, module, args=""):
     import re
     import subprocess
 
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="oneline",
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    env = _oneline_env()
     res = subprocess.run(["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "-m", module, "-a", args],
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
     m = re.search(rf"^{re.escape(name)} \| (\w+)!? => (\{{.*\}})$", res.stdout, re.M)

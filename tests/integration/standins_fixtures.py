@@ -36,6 +36,13 @@ AMI_ID = "ami-12c6146b"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+def ansible_env(tmp_path):
+    """Environment for running ansible/ansible-playbook against this checkout, with its own temp dirs."""
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
+                ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+                ANSIBLE_HOME=str(tmp_path / "home"), ANSIBLE_DEPRECATION_WARNINGS="false")
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))

@@ -525,14 +525,7 @@ def test_lifecycle_pidfile_and_bad_state(tmp_path):
 
 
 def test_module_runs_through_ansible(gce, tmp_path):
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path),
-        ANSIBLE_HOME=str(tmp_path),
-        ANSIBLE_DEPRECATION_WARNINGS="false",
-    )
+    env = standins.ansible_env(tmp_path)
     args = json.dumps(
         {
             "provider": "gce",

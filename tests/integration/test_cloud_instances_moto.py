@@ -216,14 +216,7 @@ def test_module_runs_through_ansible(clean_moto, tmp_path):
     secret = "moto-ignores-this-secret-0123456789"
     build_ec2_fleet(clean_moto, ["eu-west-1"], per_region=2, tags={"role": "sip"}, eips_per_region=1)
     clean_moto.reset_recording()
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path),
-        ANSIBLE_HOME=str(tmp_path),
-        ANSIBLE_DEPRECATION_WARNINGS="false",
-    )
+    env = standins.ansible_env(tmp_path)
     args = json.dumps(
         {
             "provider": "aws",

@@ -200,9 +200,7 @@ def test_gce_plan_from_the_standin(clean_gce):
 # -- the playbook ---------------------------------------------------------------------------------
 
 def test_size_playbook_prints_both_plans_and_writes_group_vars(tmp_path):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
-               ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-               ANSIBLE_HOME=str(tmp_path / "home"), ANSIBLE_DEPRECATION_WARNINGS="false")
+    env = standins.ansible_env(tmp_path)
     inventory = tmp_path / "inventory"
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     run = subprocess.run(
