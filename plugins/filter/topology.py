@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# Copyright: itsp.cluster engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Who are my peers, relays and carriers, and on which address/port: one place for the roles.
+
+Every role asks these filters instead of looping over ``hostvars`` in Jinja, so the topology
+rules are unit-tested (tests/unit/plugins/filter/test_topology.py) and the same everywhere.
+"""
+
+
+
+import ipaddress
+
+from ansible.errors import AnsibleFilterError
+
+DEFAULT_SIP_PORT = 5060
+DEFAULT_NG_PORT = 2223
+
+
+def _vars(hostvars, name):
+    try:
+        return hostvars[name]
+    except KeyError:
+        raise AnsibleFilterError(f"host {name!r} is in a group but has no hostvars") from None
+
+
+def node_address(node_vars):
+    """The private address other nodes reach this node on.
+
+    The address cloud_facts found (``itsp_cloud.private_ipv4``), else ``ansible_host`` (a host
+    whose facts this run did not gather, e.g. with --limit), else nothing.
+    """
+    cloud = node_vars.get("itsp_cloud") or {}
+    address = cloud.get("private_ipv4") if hasattr(cloud, "get") else None
+    return address or node_vars.get("ansible_host") or ""
+
+
+def _members(hostvars, groups, group):
+    return [(name, _vars(hostvars, name)) for name in (groups.get(group) or [])]
+
+
+def cluster_members(hostvars, groups, group):
+    """[{name, address, sip_port}] of every host in ``group``, in inventory order."""
+    return [{"name": name, "address": node_address(hv),
+             "sip_port": int(hv.get("kamailio_sip_port", DEFAULT_SIP_PORT))}
+            for name, hv in _members(hostvars, groups, group)]
+
+
+def media_relays(hostvars, groups, me, relay_group="rtpengine", cluster_group="kamailio"):
+    """The ng control URIs (``udp:ADDRESS:PORT``) a proxy drives.
+
+    The local rtpengine when this host is a relay too (co-located, as on a big box), else the
+    group's dedicated media hosts (those that are not proxies), else every relay of the group.
+    """
+    relays = groups.get(relay_group) or []
+    proxies = set(groups.get(cluster_group) or [])
+    if me in relays:
+        chosen = [me]
+    else:
+        dedicated = [h for h in relays if h not in proxies]
+        chosen = dedicated or list(relays)
+    out = []
+    for name in chosen:
+        hv = _vars(hostvars, name)
+        address = hv.get("rtpengine_ng_address") or node_address(hv)
+        out.append(f"udp:{address}:{int(hv.get('rtpengine_ng_port', DEFAULT_NG_PORT))}")
+    return out
+
+
+def dispatcher_sets(sets, hostvars, groups):
+    """Dispatcher sets with defaults filled in and inventory groups expanded.
+
+    A set may name ``group``: its hosts join as destinations at their private address and SIP
+    port (not ansible_host: that is the management address).
+    """
+    out = []
+    for entry in sets or []:
+        if "id" not in entry:
+            raise AnsibleFilterError(f"kamailio_dispatcher_sets: every set needs an id (got {entry!r})")
+        destinations = [{"uri": d["uri"], "priority": int(d.get("priority", 0)), "attrs": d.get("attrs", "")}
+                        for d in entry.get("destinations") or []]
+        for member in cluster_members(hostvars, groups, entry["group"]) if entry.get("group") else []:
+            destinations.append({"uri": f"sip:{member['address']}:{member['sip_port']}",
+                                 "priority": 0, "attrs": ""})
+        out.append({"id": int(entry["id"]), "algorithm": int(entry.get("algorithm", 4)),
+                    "destinations": destinations})
+    return out
+
+
+def server_id(address):
+    """A node's Kamailio server_id from its private IPv4 address: the last two octets."""
+    try:
+        packed = ipaddress.IPv4Address(str(address)).packed
+    except ValueError:
+        raise AnsibleFilterError(f"server_id: {address!r} is not an IPv4 address") from None
+    return packed[2] * 256 + packed[3]
+
+
+def uri_host(uri):
+    """The host part of a SIP URI (sip:user@HOST:port;params)."""
+    rest = str(uri).split(":", 1)[1] if ":" in str(uri) else str(uri)
+    rest = rest.split(";", 1)[0].rsplit("@", 1)[-1]
+    return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+
+
+def address_table(groups_of_sources):
+    """Rows of permissions' address table from {group id: [address or CIDR, ...]}.
+
+    Each row: {group, address (the network address), mask (prefix length), tag}; a source
+    listed twice in one group is one row. Group ids are the GRP_* defines of kamailio.cfg.
+    """
+    rows = []
+    seen = set()
+    for group in sorted(groups_of_sources, key=int):
+        for source in groups_of_sources[group] or []:
+            try:
+                network = ipaddress.IPv4Network(str(source), strict=False)
+            except ValueError:
+                raise AnsibleFilterError(
+                    f"address_table: {source!r} (group {group}) is not an IPv4 address or network") from None
+            key = (int(group), str(network))
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append({"group": int(group), "address": str(network.network_address),
+                         "mask": network.prefixlen, "tag": str(source)})
+    return rows
+
+
+def firewall_openings(protos, port, sources="any", comment="", management=False):
+    """What a service publishes for the firewall role: one opening per protocol.
+
+    ``sources`` is "any" or a list of addresses/CIDRs (an empty list opens nothing);
+    ``management`` adds the firewall's management sources.
+    """
+    if sources != "any" and not isinstance(sources, (list, tuple)):
+        raise AnsibleFilterError(f"firewall_openings: sources must be 'any' or a list, not {sources!r}")
+    return [{"proto": str(proto), "port": str(port), "comment": comment, "management": bool(management),
+             "sources": sources if sources == "any" else list(sources)} for proto in protos]
+
+
+def proxy_topology(hostvars, groups, me, cluster_group="kamailio", relay_group="rtpengine",
+                   relays=None, dmq_peers=None, sets=None):
+    """Everything a proxy needs to know about the others, as one dict.
+
+    cluster: private addresses of every proxy of the cluster (this one included);
+    dmq_peers: the members to notify (explicit list, else every other member);
+    relays: ng URIs of the media relays (explicit list, else media_relays());
+    dispatcher_sets: dispatcher_sets() of ``sets``;
+    carriers: addresses of every dispatcher destination (they may reach our users).
+    """
+    members = cluster_members(hostvars, groups, cluster_group)
+    own = node_address(_vars(hostvars, me))
+    cluster = [m["address"] for m in members]
+    expanded = dispatcher_sets(sets, hostvars, groups)
+    carriers = []
+    for entry in expanded:
+        for dest in entry["destinations"]:
+            host = uri_host(dest["uri"])
+            if host not in carriers and host not in cluster:
+                carriers.append(host)
+    return {
+        "address": own,
+        "cluster": cluster,
+        "dmq_peers": list(dmq_peers) if dmq_peers else [a for a in cluster if a != own],
+        "relays": list(relays) if relays else media_relays(hostvars, groups, me, relay_group, cluster_group),
+        "dispatcher_sets": expanded,
+        "carriers": carriers,
+    }
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "node_address": node_address,
+            "cluster_members": cluster_members,
+            "media_relays": media_relays,
+            "dispatcher_sets": dispatcher_sets,
+            "server_id": server_id,
+            "address_table": address_table,
+            "firewall_openings": firewall_openings,
+            "proxy_topology": proxy_topology,
+        }

@@ -1,0 +1,50 @@
+"""Phase tags reach the roles' tasks: `--tags <role>_configure` runs the configuration tasks
+(and the address/preflight work every phase needs), nothing of install or run."""
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _listed(tags):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1")
+    res = subprocess.run(["ansible-playbook", "-i", "inventories/lab", "site.yml", "--tags", tags, "--list-tasks"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # "      itsp.cluster.kamailio : Write the address table ...	TAGS: [...]"
+    pattern = re.compile(r"^\s+itsp\.cluster\.(\w+) : (.+?)\tTAGS:", re.M)
+    return {(m.group(1), m.group(2).strip()) for m in pattern.finditer(res.stdout)}
+
+
+def _flatten(tasks):
+    for task in tasks:
+        if "block" in task:
+            yield from _flatten(task["block"] + task.get("rescue", []) + task.get("always", []))
+        else:
+            yield task["name"]
+
+
+def _task_names(role, *files):
+    names = set()
+    for name in files:
+        with open(os.path.join(ROOT, "roles", role, "tasks", name)) as fh:
+            names |= {(role, n) for n in _flatten(yaml.safe_load(fh))}
+    return names
+
+
+@pytest.mark.parametrize("role,phase,files", [
+    ("kamailio", "configure", ["addresses.yml", "preflight.yml", "configure.yml"]),
+    ("kamailio", "install", ["addresses.yml", "preflight.yml", "install.yml", "http_async_client.yml"]),
+    ("kamailio", "run", ["addresses.yml", "preflight.yml", "run.yml"]),
+    ("rtpengine", "configure", ["addresses.yml", "preflight.yml", "configure.yml"]),
+    ("rtpengine", "run", ["addresses.yml", "preflight.yml", "run.yml"]),
+])
+def test_phase_tag_runs_exactly_that_phase(role, phase, files):
+    # The argument_specs check runs in every phase (tagged always).
+    listed = {t for t in _listed(f"{role}_{phase}")
+              if t[0] == role and not t[1].startswith("Validating arguments against arg spec")}
+    assert listed == _task_names(role, *files)

@@ -1,0 +1,122 @@
+"""The topology filters: who a node's peers, relays and carriers are, on which address/port."""
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.itsp.cluster.plugins.filter.topology import (
+    address_table,
+    cluster_members,
+    dispatcher_sets,
+    firewall_openings,
+    media_relays,
+    node_address,
+    proxy_topology,
+    server_id,
+)
+
+HOSTVARS = {
+    "proxy1": {"ansible_host": "198.18.0.11", "itsp_cloud": {"private_ipv4": "198.18.0.11"}},
+    "proxy2": {"ansible_host": "mgmt-proxy2", "itsp_cloud": {"private_ipv4": "198.18.0.12"},
+               "kamailio_sip_port": 5070},
+    # No facts this run (--limit): falls back to ansible_host.
+    "proxy3": {"ansible_host": "198.18.0.13"},
+    "media1": {"ansible_host": "198.18.0.21", "itsp_cloud": {"private_ipv4": "198.18.0.21"}},
+    "media2": {"ansible_host": "198.18.0.22", "rtpengine_ng_address": "198.19.0.22", "rtpengine_ng_port": 2299},
+    "sbc1": {"ansible_host": "198.18.1.5", "itsp_cloud": {"private_ipv4": "198.18.1.5"}},
+}
+GROUPS = {"kamailio": ["proxy1", "proxy2", "proxy3"], "rtpengine": ["proxy1", "media1", "media2"],
+          "gateways": ["sbc1", "proxy2"]}
+
+
+def test_node_address_prefers_the_facts_then_ansible_host():
+    assert node_address(HOSTVARS["proxy2"]) == "198.18.0.12"
+    assert node_address(HOSTVARS["proxy3"]) == "198.18.0.13"
+    assert node_address({}) == ""
+
+
+def test_cluster_members_in_inventory_order_with_their_sip_port():
+    assert cluster_members(HOSTVARS, GROUPS, "kamailio") == [
+        {"name": "proxy1", "address": "198.18.0.11", "sip_port": 5060},
+        {"name": "proxy2", "address": "198.18.0.12", "sip_port": 5070},
+        {"name": "proxy3", "address": "198.18.0.13", "sip_port": 5060},
+    ]
+    assert cluster_members(HOSTVARS, GROUPS, "missing") == []
+
+
+def test_media_relays_co_located_dedicated_or_all():
+    # A proxy that is also a relay drives its own rtpengine (the big box).
+    assert media_relays(HOSTVARS, GROUPS, "proxy1") == ["udp:198.18.0.11:2223"]
+    # Other proxies drive the dedicated media hosts, at their ng address and port.
+    assert media_relays(HOSTVARS, GROUPS, "proxy2") == ["udp:198.18.0.21:2223", "udp:198.19.0.22:2299"]
+    # Only co-located relays: every relay of the group.
+    assert media_relays(HOSTVARS, {"kamailio": ["proxy1", "proxy2"], "rtpengine": ["proxy1"]}, "proxy2") == [
+        "udp:198.18.0.11:2223"]
+    assert media_relays(HOSTVARS, {"kamailio": ["proxy1"]}, "proxy1") == []
+
+
+def test_dispatcher_group_members_join_at_their_private_address_and_sip_port():
+    sets = [{"id": 1, "destinations": [{"uri": "sip:203.0.113.50:5060", "priority": 5}], "group": "gateways"},
+            {"id": "2", "algorithm": "8"}]
+    assert dispatcher_sets(sets, HOSTVARS, GROUPS) == [
+        {"id": 1, "algorithm": 4, "destinations": [
+            {"uri": "sip:203.0.113.50:5060", "priority": 5, "attrs": ""},
+            {"uri": "sip:198.18.1.5:5060", "priority": 0, "attrs": ""},
+            {"uri": "sip:198.18.0.12:5070", "priority": 0, "attrs": ""}]},
+        {"id": 2, "algorithm": 8, "destinations": []},
+    ]
+
+
+def test_dispatcher_set_without_id_is_refused():
+    with pytest.raises(AnsibleFilterError, match="every set needs an id"):
+        dispatcher_sets([{"destinations": []}], HOSTVARS, GROUPS)
+
+
+@pytest.mark.parametrize("address,expected", [("198.18.0.11", 11), ("198.18.1.5", 261), ("198.19.255.255", 65535)])
+def test_server_id_from_the_last_two_octets(address, expected):
+    assert server_id(address) == expected
+
+
+def test_server_id_of_a_non_address_names_it():
+    with pytest.raises(AnsibleFilterError, match="'proxy1' is not an IPv4 address"):
+        server_id("proxy1")
+
+
+def test_proxy_topology_peers_relays_carriers():
+    sets = [{"id": 1, "destinations": [{"uri": "sip:+49@203.0.113.50:5060;transport=udp"},
+                                       {"uri": "sip:203.0.113.50"}, {"uri": "sip:198.51.100.7:5080"}]},
+            {"id": 2, "group": "kamailio"}]
+    topo = proxy_topology(HOSTVARS, GROUPS, "proxy2", sets=sets)
+    assert topo["address"] == "198.18.0.12"
+    assert topo["cluster"] == ["198.18.0.11", "198.18.0.12", "198.18.0.13"]
+    assert topo["dmq_peers"] == ["198.18.0.11", "198.18.0.13"]
+    assert topo["relays"] == ["udp:198.18.0.21:2223", "udp:198.19.0.22:2299"]
+    # Carriers are the destinations' hosts, once each; cluster members are not carriers.
+    assert topo["carriers"] == ["203.0.113.50", "198.51.100.7"]
+
+
+def test_proxy_topology_explicit_lists_win():
+    topo = proxy_topology(HOSTVARS, GROUPS, "proxy1", relays=["udp:127.0.0.1:2223"], dmq_peers=["198.18.0.12"])
+    assert topo["relays"] == ["udp:127.0.0.1:2223"]
+    assert topo["dmq_peers"] == ["198.18.0.12"]
+
+
+def test_address_table_rows_networks_and_duplicates():
+    rows = address_table({2: ["198.51.100.0/24", "198.51.100.9/24"], 1: ["198.18.0.11", "198.18.0.11"]})
+    # Sorted by group; one row per network and group (198.51.100.9/24 is the same network).
+    assert rows == [
+        {"group": 1, "address": "198.18.0.11", "mask": 32, "tag": "198.18.0.11"},
+        {"group": 2, "address": "198.51.100.0", "mask": 24, "tag": "198.51.100.0/24"},
+    ]
+
+
+def test_address_table_names_a_bad_source():
+    with pytest.raises(AnsibleFilterError, match=r"'198\.51\.100\.0/33' \(group 2\) is not an IPv4"):
+        address_table({2: ["198.51.100.0/33"]})
+
+
+def test_firewall_openings_one_per_protocol():
+    assert firewall_openings(["udp", "tcp"], 5060, comment="SIP") == [
+        {"proto": "udp", "port": "5060", "comment": "SIP", "management": False, "sources": "any"},
+        {"proto": "tcp", "port": "5060", "comment": "SIP", "management": False, "sources": "any"}]
+    assert firewall_openings(["udp"], 2223, sources=("198.18.0.11",), management=True)[0]["sources"] == [
+        "198.18.0.11"]
+    with pytest.raises(AnsibleFilterError, match="sources must be 'any' or a list"):
+        firewall_openings(["udp"], 5062, sources="198.18.0.11")
