@@ -146,7 +146,7 @@ def test_media_relay_set_change_reloads_without_restart():
 def test_stateless_mode_calls_still_complete():
     rc, failures = converge("kamailio", {"kamailio_stateless": True})
     assert rc == 0, failures
-    assert "forward()" in ansible_host("proxy2").file("/etc/kamailio/kamailio.cfg").content_string
+    assert "#!define WITH_STATELESS\n" in ansible_host("proxy2").file("/etc/kamailio/kamailio-local.cfg").content_string
     reg = sip.register(pub("proxy2"), "erin", pub("proxy2"), contact_port=5080)
     assert reg.ok
     wait_replicated("erin", ["proxy3"])

@@ -47,7 +47,7 @@ def test_listens_on_private_address_only(host):
 
 def test_config_has_the_advertise_line_from_the_facts(host):
     me = PLATFORMS[host.backend.get_hostname()]
-    cfg = host.file("/etc/kamailio/kamailio.cfg").content_string
+    cfg = host.file("/etc/kamailio/kamailio-local.cfg").content_string
     line = f"listen=udp:{me['private_ipv4']}:5060 advertise {me['public_ipv4']}:5060"
     if me is NEGATIVE:
         assert "advertise" not in cfg.split("listen=", 1)[1].splitlines()[0]
@@ -123,7 +123,7 @@ def _converge_proxy1(*extra):
 
 def _live_state(host):
     return (host.check_output("cat /run/kamailio/kamailio.pid"),
-            host.check_output("sha256sum /etc/kamailio/kamailio.cfg"),
+            host.check_output("sha256sum /etc/kamailio/kamailio.cfg /etc/kamailio/kamailio-local.cfg"),
             host.check_output("sha256sum /etc/default/kamailio"))
 
 
@@ -154,5 +154,5 @@ def test_config_failing_kamailio_check_never_replaces_the_live_one():
     assert failures[0].startswith("kamailio -c rejected the configuration; the live one is unchanged."), failures
     assert "bad facility" in failures[0], failures
     assert _live_state(host)[:2] == before[:2]
-    assert "LOG_NOT_A_FACILITY" not in host.file("/etc/kamailio/kamailio.cfg").content_string
+    assert "LOG_NOT_A_FACILITY" not in host.file("/etc/kamailio/kamailio-local.cfg").content_string
     assert sip.options(PLATFORMS["proxy1"]["public_ipv4"], local_port=5074).ok
