@@ -49,7 +49,10 @@ PRIVATE_NET = ipaddress.ip_network("198.18.0.0/24")
 EDGE_NS, EDGE_IN, EDGE_OUT, EDGE_PRIV_IP, EDGE_PUB_IP = (
     "itsp-edge", "itsp-edge-in", "itsp-edge-out", "198.18.0.254", "203.0.113.1")
 PUB_NS, PUB_IF = "itsp-pub", "itsp-pub0"
-PUB_CLIENT_IPS = ("203.0.113.200", "198.51.100.200")
+# Public-side addresses: SIP clients (203.0.113.200), a carrier (198.51.100.200), a customer
+# PBX trunk (.201), strangers and attackers (.202, .203), one more trunk (.204).
+PUB_CLIENT_IPS = ("203.0.113.200", "198.51.100.200", "198.51.100.201", "198.51.100.202", "198.51.100.203",
+                  "198.51.100.204")
 PUBLIC_NETS = (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("198.51.100.0/24"))
 METADATA_IP = "169.254.169.254"
 APT_PORT = 3142
@@ -387,8 +390,8 @@ def up_network(spec):
         sh("ip", "addr", "add", f"{EDGE_PUB_IP}/24", "dev", EDGE_OUT, netns=EDGE_NS)
         sh("ip", "addr", "add", "198.51.100.1/24", "dev", EDGE_OUT, netns=EDGE_NS)
         sh("ip", "link", "set", EDGE_OUT, "up", netns=EDGE_NS)
-        sh("ip", "addr", "add", f"{PUB_CLIENT_IPS[0]}/24", "dev", PUB_IF, netns=PUB_NS)
-        sh("ip", "addr", "add", f"{PUB_CLIENT_IPS[1]}/24", "dev", PUB_IF, netns=PUB_NS)
+        for address in PUB_CLIENT_IPS:
+            sh("ip", "addr", "add", f"{address}/24", "dev", PUB_IF, netns=PUB_NS)
         sh("ip", "link", "set", PUB_IF, "up", netns=PUB_NS)
         sh("ip", "route", "add", "default", "via", EDGE_PUB_IP, netns=PUB_NS)
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=EDGE_NS)

@@ -91,36 +91,49 @@ def _result(rc, stdout, trace_file):
     return SipResult(rc, stdout, parse_trace(text))
 
 
-def options(target, port=5060, local_port=5070, timeout=8):
+def options(target, port=5060, local_port=5070, timeout=8, source=PUBLIC_CLIENT):
     """One OPTIONS from the public side to target:port. .ok means 200 came back."""
     return _sipp([f"{target}:{port}", "-sf", os.path.join(SIPP_DIR, "options.xml"), "-m", "1",
-                  "-i", PUBLIC_CLIENT, "-p", str(local_port)], timeout)
+                  "-i", source, "-p", str(local_port)], timeout)
 
 
-def register(proxy, user, domain, contact_port, port=5060, local_port=5071, timeout=8):
-    return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "register.xml"), "-m", "1",
+def _credentials(auth):
+    """SIPp arguments for digest credentials (user, password): the From user is the auth user."""
+    if not auth:
+        return []
+    return ["-au", auth[0], "-ap", auth[1], "-key", "caller", auth[0]]
+
+
+def register(proxy, user, domain, contact_port, port=5060, local_port=5071, timeout=8, source=PUBLIC_CLIENT,
+             auth=None):
+    """REGISTER user@domain with a Contact on contact_port; auth=(user, password) answers a 401."""
+    scenario = "register_auth.xml" if auth else "register.xml"
+    return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, scenario), "-m", "1",
                   "-s", user, "-key", "domain", domain, "-key", "contact_port", str(contact_port),
-                  "-i", PUBLIC_CLIENT, "-p", str(local_port)], timeout)
+                  "-i", source, "-p", str(local_port)] + _credentials(auth), timeout)
 
 
-def _call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms):
-    return [f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "call.xml"), "-m", "1", "-s", user,
+def _call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms, source=PUBLIC_CLIENT, auth=None):
+    scenario = "call_auth.xml" if auth else "call.xml"
+    return [f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, scenario), "-m", "1", "-s", user,
             "-key", "domain", domain, "-key", "rtp_port", str(rtp_port), "-d", str(hold_ms),
-            "-i", PUBLIC_CLIENT, "-p", str(local_port)]
+            "-i", source, "-p", str(local_port)] + _credentials(auth)
 
 
-def call(proxy, user, domain, port=5060, local_port=5072, timeout=10, rtp_port=20000, hold_ms=200):
-    """One call through the proxy (INVITE, ACK, hold, BYE); .ok means it completed."""
-    return _sipp(_call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms), timeout)
+def call(proxy, user, domain, port=5060, local_port=5072, timeout=10, rtp_port=20000, hold_ms=200,
+         source=PUBLIC_CLIENT, auth=None):
+    """One call through the proxy (INVITE, ACK, hold, BYE); .ok means it completed.
+    auth=(user, password) calls as that subscriber, answering the proxy's 407."""
+    return _sipp(_call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms, source, auth), timeout)
 
 
 class Call:
     """A call placed in the background, so media can flow while it is up."""
 
     def __init__(self, proxy, user, domain, port=5060, local_port=5072, rtp_port=20000, hold_ms=6000,
-                 timeout=20):
+                 timeout=20, source=PUBLIC_CLIENT, auth=None):
         self.proc, self.trace_file = _sipp(_call_args(proxy, user, domain, port, local_port, rtp_port,
-                                                      hold_ms), timeout, background=True)
+                                                      hold_ms, source, auth), timeout, background=True)
 
     def finish(self, timeout=25):
         return _finish(self.proc, self.trace_file, timeout)
@@ -135,8 +148,8 @@ class Call:
 class Uas:
     """A called party on the public side (uas.xml), answering `calls` calls, tracing what it got."""
 
-    def __init__(self, port=5080, calls=1, timeout=20, rtp_port=22000):
-        args = ["-sf", os.path.join(SIPP_DIR, "uas.xml"), "-m", str(calls), "-i", PUBLIC_CLIENT,
+    def __init__(self, port=5080, calls=1, timeout=20, rtp_port=22000, source=PUBLIC_CLIENT, scenario="uas.xml"):
+        args = ["-sf", os.path.join(SIPP_DIR, scenario), "-m", str(calls), "-i", source,
                 "-p", str(port), "-key", "rtp_port", str(rtp_port)]
         self.proc, self.trace_file = _sipp(args, timeout, background=True)
         time.sleep(0.3)  # let it bind before anyone calls
@@ -193,6 +206,25 @@ def rtp_exchange(a_bind, a_to, b_bind, b_to, count=100, pps=50):
                                "--count", str(count), "--pps", str(pps), "--linger", "1.0"],
                               stdout=subprocess.PIPE, text=True) for bind, to in ((a_bind, a_to), (b_bind, b_to))]
     return [json.loads(p.communicate(timeout=count / pps + 15)[0]) for p in procs]
+
+
+def request(target, domain, source=PUBLIC_CLIENT, password=None, **options):
+    """One request with lab/sipclient.py from the public side; returns its JSON result.
+
+    options are sipclient's flags without dashes (method="INVITE", ruri=..., user=..., port=5061,
+    transport="tls", tls_version="1.0", ...). The password goes through the environment.
+    """
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sipclient.py")
+    cmd = ["ip", "netns", "exec", PUB_NS, sys.executable, script, target, "--domain", domain, "--source", source]
+    for key, value in options.items():
+        if value is not None:
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ, SIPCLIENT_PASSWORD=password) if password is not None else \
+        {k: v for k, v in os.environ.items() if k != "SIPCLIENT_PASSWORD"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"sipclient failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def relayed_invite(uas_result):

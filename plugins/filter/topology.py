@@ -107,12 +107,14 @@ def address_table(groups_of_sources):
     """Rows of permissions' address table from {group id: [address or CIDR, ...]}.
 
     Each row: {group, address (the network address), mask (prefix length), tag}; a source
-    listed twice in one group is one row. Group ids are the GRP_* defines of kamailio.cfg.
+    listed twice in one group is one row. Group ids are the GRP_* defines of kamailio.cfg. A
+    source may be {source, tag} to set the tag (a trunk's name); else the tag is the source.
     """
     rows = []
     seen = set()
     for group in sorted(groups_of_sources, key=int):
-        for source in groups_of_sources[group] or []:
+        for item in groups_of_sources[group] or []:
+            source, tag = (item.get("source"), item.get("tag")) if isinstance(item, dict) else (item, None)
             try:
                 network = ipaddress.IPv4Network(str(source), strict=False)
             except ValueError:
@@ -123,7 +125,7 @@ def address_table(groups_of_sources):
                 continue
             seen.add(key)
             rows.append({"group": int(group), "address": str(network.network_address),
-                         "mask": network.prefixlen, "tag": str(source)})
+                         "mask": network.prefixlen, "tag": str(tag or source)})
     return rows
 
 
