@@ -233,3 +233,72 @@ def test_tls_old_versions_are_refused_by_the_server(version, refused):
 def test_firewall_opens_tls_only_when_tls_is_on():
     rules = ansible_host("proxy1").check_output("nft list table inet itsp_cluster")
     assert "tcp dport 5061 accept" in rules, rules
+
+
+# --- Bad input: a preflight error naming the variable; nothing on the hosts changes.
+
+def _live_state(name):
+    host = ansible_host(name)
+    return (main_pid(name),
+            host.check_output("sha256sum /etc/kamailio/kamailio-local.cfg /etc/kamailio/dbtext/address "
+                              "/etc/kamailio/dbtext/subscriber"))
+
+
+EXPIRED_CERT = """-----BEGIN CERTIFICATE-----
+MIIBkTCCATegAwIBAgIBATAKBggqhkjOPQQDAjAXMRUwEwYDVQQDDAwyMDMuMC4x
+MTMuMTEwHhcNMjAwMTAxMDAwMDAwWhcNMjAwMTAyMDAwMDAwWjAXMRUwEwYDVQQD
+DAwyMDMuMC4xMTMuMTEwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAT1
+-----END CERTIFICATE-----"""
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"kamailio_subscribers": [{"username": "carol", "password": "in-the-clear"}],
+      "kamailio_subscriber_plaintext_passwords": "refuse"},
+     "kamailio_subscribers: the password of carol is plain text, not from Ansible Vault"),
+    ({"kamailio_trunks": [{"name": "pbx9", "sources": ["198.51.100.0/33"]}]},
+     "kamailio_trunks[0].sources (pbx9): '198.51.100.0/33' is not an IPv4 address or network (CIDR)"),
+    ({"kamailio_carrier_networks": ["carrier.example"]},
+     "kamailio_carrier_networks: carrier.example is not an IPv4 address or network"),
+    ({"kamailio_subscribers_source": "database", "kamailio_auth_db_url": "mongodb://kamailio:pw@198.18.0.30/kamailio"},
+     "kamailio_auth_db_url: 'mongodb://kamailio:***@198.18.0.30/kamailio' must be postgres://"),
+    ({"kamailio_tls_self_signed": False, "kamailio_tls_certificate": EXPIRED_CERT,
+      "kamailio_tls_private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"},
+     "kamailio_tls_"),
+])
+def test_bad_security_input_stops_before_touching_the_hosts(extra, message):
+    before = {n: _live_state(n) for n in ("proxy1", "proxy2")}
+    rc, failures = converge("kamailio", extra)
+    print("failures:", failures)
+    assert rc != 0
+    assert failures and failures[0].startswith(message), failures
+    assert {n: _live_state(n) for n in ("proxy1", "proxy2")} == before
+
+
+def test_tls_certificate_that_does_not_match_its_key_is_refused(tmp_path):
+    """A real, current certificate with someone else's key: named, nothing changed."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def pem_pair():
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "203.0.113.11")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(7).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+        return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode())
+
+    cert, _ = pem_pair()
+    _, other_key = pem_pair()
+    before = {n: _live_state(n) for n in ("proxy1", "proxy2")}
+    rc, failures = converge("kamailio", {"kamailio_tls_self_signed": False, "kamailio_tls_certificate": cert,
+                                         "kamailio_tls_private_key": other_key})
+    assert rc != 0
+    assert failures and failures[0] == "kamailio_tls_private_key does not match kamailio_tls_certificate", failures
+    assert {n: _live_state(n) for n in ("proxy1", "proxy2")} == before
