@@ -15,5 +15,5 @@ bin=$(scripts/bootstrap.sh | tail -n 1)
 export PATH="$bin:$PATH"
 ok=0
 trap '[ $ok = 1 ] || { echo "lab-site: failed, tearing the lab down" >&2; python lab/labctl.py down; }' EXIT
-ansible-playbook -i "${ITSP_INVENTORY:-inventories/lab}" playbooks/lab.yml "$@"
+ansible-playbook -i "${ITSP_INVENTORY:-inventories/lab}" lab/playbooks/lab.yml "$@"
 ok=1
