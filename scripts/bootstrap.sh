@@ -6,11 +6,8 @@
 #   content of both files and the Python version, kept machine-wide so CI's fresh clones reuse it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ "$(id -u)" = 0 ] || {
-  echo "bootstrap: run this as root (no sudo needed on the project's machines): it installs Debian packages" >&2
-  echo "bootstrap: and a venv under /var/cache/itsp-cluster/. Nothing was changed." >&2
-  exit 2
-}
+source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
+require_root bootstrap "it installs Debian packages and a venv under /var/cache/itsp-cluster/"
 
 debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
 missing=()

@@ -4,11 +4,8 @@
 # The lab stays up afterwards (tear it down with: .venv/bin/python lab/labctl.py down);
 # if anything fails, what this run made is torn down.
 set -euo pipefail
-[ "$(id -u)" = 0 ] || {
-  echo "lab-site: run this as root (no sudo needed on the project's machines): it builds network namespaces," >&2
-  echo "lab-site: nftables rules and systemd-nspawn hosts on this machine. Nothing was changed." >&2
-  exit 2
-}
+source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
+require_root lab-site "it builds network namespaces, nftables rules and systemd-nspawn hosts on this machine"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bin=$(scripts/bootstrap.sh | tail -n 1)

@@ -3,11 +3,8 @@
 # tests, then the Molecule scenarios on lab hosts. The lab is torn down at the end, also after a
 # failure. The last line is the count over everything: "tests: N passed, N failed".
 set -uo pipefail
-[ "$(id -u)" = 0 ] || {
-  echo "test: run this as root (no sudo needed on the project's machines): it installs Debian packages and the" >&2
-  echo "test: Molecule scenarios build lab hosts (namespaces, nftables, systemd-nspawn). Nothing was changed." >&2
-  exit 2
-}
+source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
+require_root test "it installs Debian packages, and the Molecule scenarios build lab hosts (namespaces, nftables, nspawn)"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bin=$(scripts/bootstrap.sh | tail -n 1) || { echo "test: bootstrap failed" >&2; exit 2; }
