@@ -61,6 +61,16 @@ def built(tmp_path_factory):
     return tmp, tarball, env
 
 
+@pytest.fixture(scope="module")
+def installed(built):
+    """The tarball installed the way a user installs it, into a collections path of its own."""
+    tmp, tarball, env = built
+    collections = tmp / "collections"
+    _run(os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(collections),
+         tarball, env=env)
+    return collections, dict(env, ANSIBLE_COLLECTIONS_PATH=str(collections))
+
+
 def test_the_tarball_holds_only_runtime_files(built):
     _, tarball, _ = built
     with tarfile.open(tarball) as tar:
@@ -74,7 +84,20 @@ def test_the_tarball_holds_only_runtime_files(built):
     assert "requirements-dev.txt" not in names
 
 
-def test_the_execution_environment_gets_only_runtime_dependencies(built):
+def test_the_installed_collection_runs_its_playbooks_and_not_the_labs(built, installed):
+    tmp, _, _ = built
+    _, env = installed
+    env = dict(env, ANSIBLE_CONFIG=str(tmp / "no-ansible.cfg"))  # no checkout settings, as a user has none
+    playbook = os.path.join(BIN, "ansible-playbook")
+    for name in ("itsp.cluster.site", "itsp.cluster.size"):
+        res = _run(playbook, "-i", "localhost,", "--syntax-check", name, cwd=str(tmp), env=env)
+        assert "ansible_collections/itsp/cluster/playbooks/" in res.stdout, res.stdout
+    res = subprocess.run([playbook, "-i", "localhost,", "--syntax-check", "itsp.cluster.lab"], cwd=str(tmp), env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0 and "could not be found" in res.stderr, res.stdout + res.stderr
+
+
+def test_the_execution_environment_gets_only_runtime_dependencies(built, installed):
     tmp, tarball, env = built
     # 1. ansible-builder create: the build context installs this collection from the tarball.
     ee_dir = tmp / "ee"
@@ -100,10 +123,8 @@ def test_the_execution_environment_gets_only_runtime_dependencies(built):
     assert not [p for p in shipped if os.path.basename(p) in {"requirements-dev.txt", "test-requirements.txt"}]
     assert "ansible-galaxy collection install" in (context / "Containerfile").read_text()
 
-    # 2. What the build's introspect step makes of the installed collection.
-    collections = tmp / "collections"
-    _run(os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "--force", "-p", str(collections),
-         tarball, env=env)
+    # 2. What the build's introspect step makes of the collection, installed as the build installs it.
+    collections, _ = installed
     pip_out, bindep_out = tmp / "pip.txt", tmp / "bindep.txt"
     _run(os.path.join(BIN, "ansible-builder"), "introspect", "--sanitize", str(collections),
          "--write-pip", str(pip_out), "--write-bindep", str(bindep_out), env=env)
