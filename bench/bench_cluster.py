@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A cluster proxy against a minimal Kamailio, and DMQ sync time: prints figures, asserts nothing.
 
-    sudo .venv/bin/python bench/bench_cluster.py [--options 2000 4000 6000] [--register 1000 2000 3000]
+    .venv/bin/python bench/bench_cluster.py [--options 2000 4000 6000] [--register 1000 2000 3000]  # as root
 
 Lab: proxy1 and proxy2 from the kamailio role (DMQ usrloc + dialog replication, rtpengine off,
 pike exempting the benchmark's client as a trusted network), and plain1 with the minimal

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lab and main-job timings: prints figures, asserts nothing.
 
-    sudo .venv/bin/python bench/bench_lab.py [--hosts 2 4] [--rebuild-template]
+    .venv/bin/python bench/bench_lab.py [--hosts 2 4] [--rebuild-template]  # as root
 
 For each host count N: lab up cold (no hosts exist; template and apt cache as they are),
 lab up warm (everything already up: the idempotent no-op), site.yml first converge (Kamailio

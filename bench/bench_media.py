@@ -2,7 +2,7 @@
 """Calls with RTP through one proxy and one rtpengine (userspace) in the lab: prints figures,
 asserts nothing.
 
-    sudo .venv/bin/python bench/bench_media.py [--rates 5 10 20] [--hold 6] [--seconds 15]
+    .venv/bin/python bench/bench_media.py [--rates 5 10 20] [--hold 6] [--seconds 15]  # as root
 
 For each call rate, SIPp on the public side places calls through proxy1's public address to a
 SIPp UAS registered there; the caller plays G.711 RTP (SIPp's g711a.pcap, 50 pps) and the callee

@@ -2,10 +2,12 @@
 # Installs what the collection, its lab and its tests need, on a fresh Debian 12 machine.
 # Idempotent and quiet when everything is there. Prints the venv's bin directory last.
 #   Debian packages: the lab (debootstrap, systemd-nspawn, nftables, apt-cacher-ng), SIPp.
-#   Python: one venv per requirements.txt content, kept machine-wide so CI's fresh clones reuse it.
+#   Python: requirements-dev.txt (which includes the runtime requirements.txt) in one venv per
+#   content of both files and the Python version, kept machine-wide so CI's fresh clones reuse it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "bootstrap: run as root (the lab makes namespaces and containers)" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
+require_root bootstrap "it installs Debian packages and a venv under /var/cache/itsp-cluster/"
 
 debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
 missing=()
@@ -20,13 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python=${ITSP_PYTHON:-python3}
-hash=$(cat "$root/requirements.txt" <("$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-12)
+hash=$(cat "$root/requirements.txt" "$root/requirements-dev.txt" <("$python" -c 'import sys; print(sys.version)') \
+  | sha256sum | cut -c1-12)
 venv=/var/cache/itsp-cluster/venv-$hash
 if [ ! -x "$venv/bin/molecule" ] || [ ! -f "$venv/.complete" ]; then
-  echo "bootstrap: creating $venv from requirements.txt" >&2
+  echo "bootstrap: creating $venv from requirements-dev.txt and requirements.txt" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements.txt"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/requirements-dev.txt"
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$root/.venv"

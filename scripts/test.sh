@@ -3,6 +3,8 @@
 # tests, then the Molecule scenarios on lab hosts. The lab is torn down at the end, also after a
 # failure. The last line is the count over everything: "tests: N passed, N failed".
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
+require_root test "it installs Debian packages, and the Molecule scenarios build lab hosts (namespaces, nftables, nspawn)"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bin=$(scripts/bootstrap.sh | tail -n 1) || { echo "test: bootstrap failed" >&2; exit 2; }
@@ -23,6 +25,7 @@ step() {  # step NAME CMD...: run, remember a failure, go on (so one run shows e
 step "ruff" ruff check .
 step "yamllint" yamllint -s .
 step "ansible-lint" ansible-lint
+step "changelog fragments" antsibull-changelog lint
 step "unit and integration tests" python -m pytest -q -p no:cacheprovider --junitxml="$results/pytest.xml" tests
 for scenario in ${ITSP_SCENARIOS:-default media cluster}; do
   step "molecule $scenario" molecule test -s "$scenario"

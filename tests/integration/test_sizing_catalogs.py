@@ -1,6 +1,6 @@
 """Sizing catalogs over real HTTP on loopback: moto's EC2 (calls counted by moto's recorder, faults
 injected by a proxy in front of it) and the Compute stand-in (calls counted by its /_stats); then
-playbooks/size.yml end to end with the stand-ins it starts itself."""
+playbooks/size.yml end to end with the stand-ins it starts itself (the lab inventory asks for them)."""
 
 from __future__ import annotations
 
@@ -204,7 +204,8 @@ def test_size_playbook_prints_both_plans_and_writes_group_vars(tmp_path):
     inventory = tmp_path / "inventory"
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     run = subprocess.run(
-        [playbook, "-i", "localhost,", "-c", "local", os.path.join(ROOT, "playbooks", "size.yml"),
+        [playbook, "-i", os.path.join(ROOT, "inventories", "lab"), "-c", "local",
+         os.path.join(ROOT, "playbooks", "size.yml"),
          "-e", json.dumps({"size_group_vars": {"aws": str(inventory)}})],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -214,3 +215,14 @@ def test_size_playbook_prints_both_plans_and_writes_group_vars(tmp_path):
     written = (inventory / "group_vars" / "kamailio" / "sizing.yml").read_text()
     assert "kamailio_children:" in written and "# Written by playbooks/size.yml for aws" in written
     assert (inventory / "group_vars" / "rtpengine" / "sizing.yml").exists()
+
+
+def test_size_playbook_outside_the_lab_asks_for_the_standins_it_is_to_start(tmp_path):
+    """Stand-ins are the lab inventory's choice; asked for elsewhere, the play says what is missing."""
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    run = subprocess.run(
+        [playbook, "-i", "localhost,", "-c", "local", os.path.join(ROOT, "playbooks", "size.yml"),
+         "-e", "size_use_standins=true"],
+        capture_output=True, text=True, env=standins.ansible_env(tmp_path), cwd=ROOT, timeout=120, check=False)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "size_use_standins needs size_gce_standin and size_gce_standin_data" in run.stdout
