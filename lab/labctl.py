@@ -181,7 +181,7 @@ def normalise_spec(spec, origin="spec"):
                 PRIVATE_NET.network_address, PRIVATE_NET.broadcast_address):
             raise LabError(f"{where}.private_ipv4 {priv} must be a free host address in {PRIVATE_NET} "
                            f"(.1 and .254 are the controller and the edge)")
-        pub = h.get("public_ipv4")
+        pub = h.get("public_ipv4") or None  # "" from a template means none, too
         if pub is not None:
             try:
                 pub = ipaddress.ip_address(str(pub))
