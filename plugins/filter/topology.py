@@ -141,20 +141,55 @@ def firewall_openings(protos, port, sources="any", comment="", management=False)
              "sources": sources if sources == "any" else list(sources)} for proto in protos]
 
 
+def dispatcher_states(listing, uri):
+    """[{set, state}] for every set of a ``dispatcher.list`` RPC result that holds ``uri``.
+
+    state is the first letter of Kamailio's FLAGS: A(ctive), I(nactive), D(isabled), T(rying).
+    """
+    records = ((listing or {}).get("RECORDS") or []) if isinstance(listing, dict) else []
+    out = []
+    for record in records:
+        entry = record.get("SET") or {}
+        for target in entry.get("TARGETS") or []:
+            dest = target.get("DEST") or {}
+            if dest.get("URI") == uri:
+                out.append({"set": int(entry.get("ID")), "state": str(dest.get("FLAGS", "?"))[:1]})
+    return out
+
+
+def dispatcher_changes(results, uri, active):
+    """From the registered results of a ``dispatcher.list`` loop over peers: [{peer, set}] where
+    ``uri`` is not yet in the wanted state (active or inactive)."""
+    changes = []
+    for res in results or []:
+        for state in dispatcher_states(res.get("result"), uri):
+            if (state["state"] == "A") != bool(active):
+                changes.append({"peer": res.get("item"), "set": state["set"]})
+    return changes
+
+
 def proxy_topology(hostvars, groups, me, cluster_group="kamailio", relay_group="rtpengine",
-                   relays=None, dmq_peers=None, sets=None):
+                   relays=None, dmq_peers=None, sets=None, cluster_set=None):
     """Everything a proxy needs to know about the others, as one dict.
 
     cluster: private addresses of every proxy of the cluster (this one included);
     dmq_peers: the members to notify (explicit list, else every other member);
     relays: ng URIs of the media relays (explicit list, else media_relays());
-    dispatcher_sets: dispatcher_sets() of ``sets``;
+    dispatcher_sets: dispatcher_sets() of ``sets``, plus set ``cluster_set`` of the other members
+        at their SIP port when given (where a draining proxy passes new calls);
     carriers: addresses of every dispatcher destination (they may reach our users).
     """
     members = cluster_members(hostvars, groups, cluster_group)
     own = node_address(_vars(hostvars, me))
     cluster = [m["address"] for m in members]
     expanded = dispatcher_sets(sets, hostvars, groups)
+    peers = [m for m in members if m["name"] != me]
+    if cluster_set is not None and peers:
+        if int(cluster_set) in [e["id"] for e in expanded]:
+            raise AnsibleFilterError(
+                f"kamailio_dispatcher_sets: set {cluster_set} is the cluster's own set; use another id")
+        expanded.append({"id": int(cluster_set), "algorithm": 4, "destinations": [
+            {"uri": f"sip:{m['address']}:{m['sip_port']}", "priority": 0, "attrs": ""} for m in peers]})
     carriers = []
     for entry in expanded:
         for dest in entry["destinations"]:
@@ -181,5 +216,7 @@ class FilterModule:
             "server_id": server_id,
             "address_table": address_table,
             "firewall_openings": firewall_openings,
+            "dispatcher_states": dispatcher_states,
+            "dispatcher_changes": dispatcher_changes,
             "proxy_topology": proxy_topology,
         }

@@ -120,3 +120,37 @@ def test_firewall_openings_one_per_protocol():
         "198.18.0.11"]
     with pytest.raises(AnsibleFilterError, match="sources must be 'any' or a list"):
         firewall_openings(["udp"], 5062, sources="198.18.0.11")
+
+
+def test_cluster_set_lists_the_other_members_at_their_sip_port():
+    topo = proxy_topology(HOSTVARS, GROUPS, "proxy1", sets=[{"id": 1, "destinations": [{"uri": "sip:203.0.113.50"}]}],
+                          cluster_set=900)
+    assert topo["dispatcher_sets"][-1] == {"id": 900, "algorithm": 4, "destinations": [
+        {"uri": "sip:198.18.0.12:5070", "priority": 0, "attrs": ""},
+        {"uri": "sip:198.18.0.13:5060", "priority": 0, "attrs": ""}]}
+    assert topo["carriers"] == ["203.0.113.50"]
+    with pytest.raises(AnsibleFilterError, match="set 900 is the cluster's own set"):
+        proxy_topology(HOSTVARS, GROUPS, "proxy1", sets=[{"id": 900}], cluster_set=900)
+
+
+def test_dispatcher_states_finds_every_set_holding_the_uri():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import dispatcher_states
+
+    listing = {"NRSETS": 2, "RECORDS": [
+        {"SET": {"ID": 900, "TARGETS": [{"DEST": {"URI": "sip:198.18.0.12:5060", "FLAGS": "IP"}},
+                                         {"DEST": {"URI": "sip:198.18.0.13:5060", "FLAGS": "AX"}}]}},
+        {"SET": {"ID": 1, "TARGETS": [{"DEST": {"URI": "sip:198.18.0.12:5060", "FLAGS": "AX"}}]}}]}
+    assert dispatcher_states(listing, "sip:198.18.0.12:5060") == [{"set": 900, "state": "I"}, {"set": 1, "state": "A"}]
+    assert dispatcher_states(listing, "sip:198.18.0.99:5060") == []
+    assert dispatcher_states(None, "sip:198.18.0.12:5060") == []
+
+
+def test_dispatcher_changes_only_where_the_state_differs():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import dispatcher_changes
+
+    results = [{"item": "proxy2", "result": {"RECORDS": [
+                   {"SET": {"ID": 900, "TARGETS": [{"DEST": {"URI": "sip:198.18.0.11:5060", "FLAGS": "AX"}}]}},
+                   {"SET": {"ID": 1, "TARGETS": [{"DEST": {"URI": "sip:198.18.0.11:5060", "FLAGS": "IX"}}]}}]}},
+               {"item": "proxy3", "failed": True, "error": {"message": "Method Not Found"}}]
+    assert dispatcher_changes(results, "sip:198.18.0.11:5060", active=False) == [{"peer": "proxy2", "set": 900}]
+    assert dispatcher_changes(results, "sip:198.18.0.11:5060", active=True) == [{"peer": "proxy2", "set": 1}]
