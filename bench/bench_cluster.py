@@ -101,8 +101,8 @@ def main():
             timed(LABCTL + ["up", "--spec", spec])
             site(work)
             deploy_minimal()
-            options = os.path.join(HERE, "..", "lab", "sipp", "options.xml")
-            register = os.path.join(HERE, "sipp", "register_many.xml")
+            options = os.path.join(sip.SIPP_DIR, "options.xml")
+            register = os.path.join(sip.SIPP_DIR, "register_many.xml")
             results = {}
             for name, n in () if a.sync_only else (("cluster proxy", 11), ("minimal", 31)):
                 results[name] = (ladder(n, options, a.options, a.seconds),

@@ -33,7 +33,7 @@ def run_rate(rate, hold, seconds):
     timeout = seconds + hold + 20
     uas = subprocess.Popen(
         ["ip", "netns", "exec", "itsp-pub", "timeout", "-s", "INT", str(timeout + 5), "sipp", "-nd",
-         "-sf", os.path.join(HERE, "sipp", "uas_rtp.xml"), "-i", sip.PUBLIC_CLIENT, "-p", "5080",
+         "-sf", os.path.join(sip.SIPP_DIR, "uas_rtp.xml"), "-i", sip.PUBLIC_CLIENT, "-p", "5080",
          "-mi", sip.PUBLIC_CLIENT, "-mp", "40000", "-rtp_echo", "-m", str(calls), "-buff_size", "4194304"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(0.5)
@@ -46,7 +46,7 @@ def run_rate(rate, hold, seconds):
     sampler = threading.Thread(target=sample)
     sampler.start()
     cpu0, t0 = cpu_seconds(MEDIA, "rtpengine"), time.monotonic()
-    res = pub_sipp([f"{PROXY}:5060", "-sf", os.path.join(HERE, "sipp", "uac_rtp.xml"), "-s", "bench",
+    res = pub_sipp([f"{PROXY}:5060", "-sf", os.path.join(sip.SIPP_DIR, "uac_rtp.xml"), "-s", "bench",
                     "-i", sip.PUBLIC_CLIENT, "-p", "5090", "-mi", sip.PUBLIC_CLIENT, "-mp", "42000",
                     "-r", str(rate), "-m", str(calls), "-l", str(concurrent + rate), "-d", str(hold * 1000)],
                    timeout)

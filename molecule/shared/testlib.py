@@ -15,7 +15,7 @@ if PROJECT not in sys.path:
 
 from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
 
-__all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module"]
+__all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module", "LAST_RUN"]
 
 
 def platforms():
@@ -35,18 +35,25 @@ def _oneline_env():
                 ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
 
 
-def converge(limit, extra_vars=None):
-    """site.yml on some hosts with extra vars (a dict); returns (rc, failure messages)."""
+LAST_RUN = {"stdout": ""}  # what the last converge() printed (its summary says what restarted)
+
+
+def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site.yml"):
+    """site.yml on some hosts with extra vars (a dict) and more inventory sources (to add groups,
+    such as `retired`); returns (rc, failure messages)."""
     import json
     import re
     import subprocess
 
     env = _oneline_env()
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", limit,
-           os.path.join(PROJECT, "site.yml")]
+           os.path.join(PROJECT, playbook)]
+    for inventory in inventories:
+        cmd += ["-i", inventory]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
-    res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    LAST_RUN["stdout"] = res.stdout
     # oneline prints "HOST | FAILED! => {json}" for each failed task; a loop nests its items.
     failures = []
     for m in re.finditer(r"^\S+ \| FAILED! => (\{.*\})$", res.stdout, re.M):

@@ -24,6 +24,17 @@ def _vars(hostvars, name):
         raise AnsibleFilterError(f"host {name!r} is in a group but has no hostvars") from None
 
 
+def in_service(groups, retired_group="retired"):
+    """The inventory groups without the hosts being retired (the group ``retired_group``).
+
+    A host moved into ``retired`` is drained, dropped from every peer's lists and stopped by
+    site.yml; everything that lists peers asks for them through this filter.
+    """
+    retired = set(groups.get(retired_group) or [])
+    return {name: [h for h in hosts if h not in retired] for name, hosts in groups.items()
+            if name != retired_group}
+
+
 def node_address(node_vars):
     """The private address other nodes reach this node on.
 
@@ -210,6 +221,7 @@ class FilterModule:
     def filters(self):
         return {
             "node_address": node_address,
+            "in_service": in_service,
             "cluster_members": cluster_members,
             "media_relays": media_relays,
             "dispatcher_sets": dispatcher_sets,

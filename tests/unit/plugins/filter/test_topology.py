@@ -154,3 +154,13 @@ def test_dispatcher_changes_only_where_the_state_differs():
                {"item": "proxy3", "failed": True, "error": {"message": "Method Not Found"}}]
     assert dispatcher_changes(results, "sip:198.18.0.11:5060", active=False) == [{"peer": "proxy2", "set": 900}]
     assert dispatcher_changes(results, "sip:198.18.0.11:5060", active=True) == [{"peer": "proxy2", "set": 1}]
+
+
+def test_in_service_leaves_out_the_retired_hosts():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import in_service
+
+    groups = {"kamailio": ["proxy1", "proxy2", "proxy3"], "rtpengine": ["media1"], "retired": ["proxy3"]}
+    assert in_service(groups) == {"kamailio": ["proxy1", "proxy2"], "rtpengine": ["media1"]}
+    assert in_service({"kamailio": ["proxy1"]}) == {"kamailio": ["proxy1"]}
+    assert proxy_topology(HOSTVARS, in_service(dict(GROUPS, retired=["proxy3"])), "proxy1")["cluster"] == [
+        "198.18.0.11", "198.18.0.12"]
