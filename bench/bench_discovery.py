@@ -87,7 +87,7 @@ def bench_gce(standin, size):
             instances.append(gce_instance(f"sip-{zone_index}-{host}", zone,
                                           f"198.18.{zone_index}.{host % 250 + 2}", public, {"role": "sip"}))
     standin.write_state({"projects": {PROJECT: {"zones": ZONES, "instances": instances}}})
-    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "api_endpoint": standin.url,
+    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "endpoint_url": standin.url,
               "tags": {"role": "sip"}}
 
     standin.reset_stats()

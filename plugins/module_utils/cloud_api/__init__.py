@@ -16,14 +16,16 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.common impo
     CloudApiError,
 )
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import sort_key
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import aws as aws_sdk
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import common as sdk_common
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as gce_sdk
 
 __all__ = ["ApiCallCounter", "CloudApiError", "CloudInstanceFinder", "missing_library"]
 
 # Options only one provider understands; anything else is shared.
 PROVIDER_OPTIONS = {
-    "aws": ("regions", "endpoint_url", "profile", "access_key", "secret_key", "session_token"),
-    "gce": ("project", "zones", "auth_kind", "service_account_file", "service_account_contents",
-            "api_endpoint"),
+    "aws": ("regions",) + aws_sdk.AWS_OPTIONS,
+    "gce": gce_sdk.GCE_OPTIONS + ("zones",),
 }
 PAGE_SIZE_LIMITS = {"aws": (ec2.PAGE_SIZE_MIN, ec2.PAGE_SIZE_MAX), "gce": (1, gce.PAGE_SIZE_MAX)}
 
@@ -55,10 +57,13 @@ def option_problems(params):
         if not low <= params["page_size"] <= high:
             problems.append(f"page_size must be between {low} and {high} for provider {provider}, "
                             f"got {params['page_size']}")
-    if params.get("max_attempts") is not None and params["max_attempts"] < 1:
-        problems.append(f"max_attempts must be at least 1, got {params['max_attempts']}")
+    problems += [problem for problem in (sdk_common.attempts_problem(params.get("max_attempts")),
+                                         sdk_common.endpoint_problem(params.get("endpoint_url")))
+                 if problem]
     if provider == "aws" and not [region for region in params.get("regions") or [] if region]:
         problems.append("regions must name at least one region for provider aws")
+    if provider == "gce":
+        problems += [problem for problem in (gce_sdk.project_problem(params.get("project")),) if problem]
     return problems
 
 
@@ -73,8 +78,9 @@ class CloudInstanceFinder:
 
     def find(self):
         params = self.params
+        self.zone_warnings = []
         records = self._find_aws(params) if params["provider"] == "aws" else self._find_gce(params)
-        self.warnings = []
+        self.warnings = list(self.zone_warnings)
         found = {record["instance_id"] for record in records}
         missing = sorted(set(params.get("instance_ids") or []) - found)
         if missing:
@@ -102,7 +108,8 @@ class CloudInstanceFinder:
         )
 
     def _find_gce(self, params):
-        return gce.discover(
+        zones_seen = set()
+        records = gce.discover(
             params["project"],
             self.counter,
             zones=params.get("zones"),
@@ -114,6 +121,12 @@ class CloudInstanceFinder:
             auth_kind=params.get("auth_kind") or "application",
             service_account_file=params.get("service_account_file"),
             service_account_contents=params.get("service_account_contents"),
-            api_endpoint=params.get("api_endpoint"),
+            api_endpoint=params.get("endpoint_url"),
             retry_initial=self.retry_initial,
+            zones_seen=zones_seen,
         )
+        unknown = sorted(set(params.get("zones") or []) - zones_seen)
+        if unknown and zones_seen:
+            self.zone_warnings = [f"zones {', '.join(unknown)} are not zones of project {params['project']} "
+                                  f"(it has {', '.join(sorted(zones_seen))}); nothing can be found there"]
+        return records

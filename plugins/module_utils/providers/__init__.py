@@ -16,6 +16,8 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
+
 MAX_BODY = 256 * 1024
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # Tokens, instance ids, machine types, zones: printable, no spaces. Loose on purpose (real ids
@@ -36,7 +38,7 @@ class NoReply(Exception):
     """TCP connected, but no HTTP reply came within the timeout (or the peer just closed)."""
 
 
-class ProviderError(Exception):
+class ProviderError(ItspError):
     """The endpoint answered as this provider but refused us or made no sense. str() is the whole,
     final message: it names the endpoint and says what to check."""
 

@@ -75,7 +75,7 @@ def no_cloud(monkeypatch):
         (dict(AWS, access_key="AKIAEXAMPLE"), "parameters are required together: access_key, secret_key"),
         (
             dict(GCE, auth_kind="anonymous"),
-            "auth_kind is anonymous but all of the following are missing: api_endpoint",
+            "auth_kind is anonymous but all of the following are missing: endpoint_url",
         ),
         (
             dict(GCE, auth_kind="serviceaccount"),
@@ -88,15 +88,19 @@ def no_cloud(monkeypatch):
         ),
         (
             dict(GCE, regions=["eu-west-1"], endpoint_url="http://127.0.0.1:9"),
-            "option(s) regions, endpoint_url do not apply to provider gce",
+            "option(s) regions do not apply to provider gce",
         ),
         (
             dict(AWS, project="itsp-lab", auth_kind="anonymous", api_endpoint="http://127.0.0.1:9"),
-            "option(s) project, auth_kind, api_endpoint do not apply to provider aws",
+            "option(s) project, auth_kind do not apply to provider aws",
         ),
         (dict(AWS, page_size=2), "page_size must be between 5 and 1000 for provider aws, got 2"),
         (dict(GCE, page_size=501), "page_size must be between 1 and 500 for provider gce, got 501"),
-        (dict(AWS, max_attempts=0), "max_attempts must be at least 1, got 0"),
+        (dict(AWS, max_attempts=0), "max_attempts must be a whole number from 1 to 20, got 0"),
+        (dict(AWS, endpoint_url="not-a-url"), "endpoint_url must be an http:// or https:// URL with a host, such as "
+         "https://compute.googleapis.com or http://127.0.0.1:8780; got 'not-a-url'"),
+        (dict(GCE, project=""), "project must be a GCE project id such as itsp-prod (6 to 30 of a-z, 0-9 and -), "
+         "got ''"),
         (dict(AWS, regions=[""]), "regions must name at least one region for provider aws"),
         (
             dict(GCE, regions=["x"], page_size=0),
@@ -173,6 +177,7 @@ def test_gce_options_reach_the_gce_backend(run, monkeypatch):
     seen = {}
 
     def discover(project, counter, **kwargs):
+        kwargs.pop("zones_seen").add("us-central1-a")
         seen.update(kwargs, project=project)
         counter.add("compute.instances.aggregatedList")
         return []
@@ -249,7 +254,7 @@ def test_secrets_are_no_log():
 
 
 def test_provider_option_table_covers_every_provider_specific_option():
-    shared = {"provider", "filters", "tags", "instance_ids", "page_size", "max_attempts"}
+    shared = {"provider", "filters", "tags", "instance_ids", "page_size", "max_attempts", "endpoint_url"}
     listed = {name for names in cloud_api.PROVIDER_OPTIONS.values() for name in names}
     assert listed | shared == set(cloud_instances.argument_spec())
     assert not listed & shared
