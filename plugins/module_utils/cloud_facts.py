@@ -14,6 +14,7 @@ nat, warnings.
 import ipaddress
 import time
 
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
 from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
     NoReply,
     NotHere,
@@ -39,7 +40,7 @@ FACT_KEYS = ("provider", "region", "zone", "instance_id", "instance_type", "sour
 WILDCARD = "0.0.0.0"  # noqa: S104 - compared against, never bound
 
 
-class CloudFactsError(Exception):
+class CloudFactsError(ItspError):
     """Detection failed; str() is the message for fail_json."""
 
 
@@ -65,6 +66,12 @@ class CloudFacts:
         if unknown or not providers:
             raise CloudFactsError(
                 f"providers must be a non-empty list of {', '.join(PROVIDERS)}; got {list(providers)}")
+        ordered = list(dict.fromkeys(providers))
+        after = ordered[ordered.index("metal") + 1:] if "metal" in ordered else []
+        if after:
+            raise CloudFactsError(
+                f"providers lists {', '.join(after)} after metal, which always answers, so "
+                f"{'it' if len(after) == 1 else 'they'} would never be asked; put metal last")
         if not 0 < float(timeout) <= 60:
             raise CloudFactsError(f"timeout must be more than 0 and at most 60 seconds, got {timeout}")
         self.local_addresses = local_addresses

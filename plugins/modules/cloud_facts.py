@@ -234,19 +234,20 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import (
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            providers=dict(type="list", elements="str", choices=list(PROVIDERS), default=list(PROVIDERS)),
-            timeout=dict(type="float", default=1.0),
-            metadata_endpoint=dict(type="str", default=DEFAULT_ENDPOINT),
-            private_ipv4=dict(type="str"),
-            public_ipv4=dict(type="str"),
-            validate=dict(type="bool", default=True),
-            stun_server=dict(type="str"),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        providers=dict(type="list", elements="str", choices=list(PROVIDERS), default=list(PROVIDERS)),
+        timeout=dict(type="float", default=1.0),
+        metadata_endpoint=dict(type="str", default=DEFAULT_ENDPOINT),
+        private_ipv4=dict(type="str"),
+        public_ipv4=dict(type="str"),
+        validate=dict(type="bool", default=True),
+        stun_server=dict(type="str"),
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     try:
         facts = CloudFacts(

@@ -3,6 +3,9 @@ here), on a static catalog or with the cloud fetchers replaced. Also checks that
 and the argument_spec say the same thing."""
 
 
+import importlib
+import json
+
 import pytest
 import yaml
 from ansible.module_utils.basic import missing_required_lib
@@ -159,7 +162,7 @@ def test_cloud_error_keeps_its_code(run, monkeypatch):
 def test_aws_path_with_a_fake_fetch_is_cached_per_run(run, monkeypatch, tmp_path):
     calls = []
 
-    def fetch(region, zones=None, endpoint_url=None, profile=None):
+    def fetch(region, zones=None, endpoint_url=None, profile=None, **_credentials_and_retries):
         calls.append((region, tuple(zones or ()), endpoint_url))
         return [{"name": "c6in.2xlarge", "family": "c6in", "vcpus": 8, "memory_mb": 16384,
                  "architectures": ["x86_64"], "burstable": False, "shared_cpu": False, "baseline_gbps": 12.5,
@@ -180,7 +183,14 @@ def test_aws_path_with_a_fake_fetch_is_cached_per_run(run, monkeypatch, tmp_path
 # -- DOCUMENTATION and argument_spec agree -------------------------------------------------------
 
 def documented_options():
-    return yaml.safe_load(instance_size.DOCUMENTATION)["options"]
+    """The module's options with those of its doc fragments, as ansible-doc shows them."""
+    docs = yaml.safe_load(instance_size.DOCUMENTATION)
+    options = dict(docs["options"])
+    for name in docs.get("extends_documentation_fragment", []):
+        fragment = importlib.import_module(
+            "ansible_collections.itsp.cluster.plugins.doc_fragments." + name.rsplit(".", 1)[-1])
+        options.update(yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)["options"])
+    return options
 
 
 def compare(spec, docs, where=""):
@@ -193,6 +203,7 @@ def compare(spec, docs, where=""):
         assert option.get("default") == doc.get("default"), path
         assert option.get("choices") == doc.get("choices"), path
         assert option.get("elements") == doc.get("elements"), path
+        assert sorted(option.get("aliases", [])) == sorted(doc.get("aliases", [])), path
         if "options" in option:
             compare(option["options"], doc["suboptions"], path + ".")
 
@@ -222,3 +233,61 @@ def test_documentation_sections_parse():
         assert yaml.safe_load(section)
     attributes = yaml.safe_load(instance_size.DOCUMENTATION)["attributes"]
     assert set(attributes) == {"check_mode", "diff_mode", "idempotent"}
+
+
+# -- catalog_cache: the one side effect ---------------------------------------------------------
+
+@pytest.fixture
+def fake_aws(monkeypatch):
+    calls = []
+
+    def fetch(region, zones=None, **_options):
+        calls.append(region)
+        return [{"name": "c6in.2xlarge", "family": "c6in", "vcpus": 8, "memory_mb": 16384,
+                 "architectures": ["x86_64"], "burstable": False, "shared_cpu": False, "baseline_gbps": 12.5,
+                 "peak_gbps": 40.0, "network_performance": "Up to 40 Gigabit", "zones": []}]
+
+    monkeypatch.setattr(ec2, "fetch_ec2_records", fetch)
+    return calls
+
+
+def aws_cache_args(path):
+    return {"provider": "aws", "region": "us-east-1", "prices": {"c6in.2xlarge": 0.45}, "workload": WORKLOAD,
+            "catalog_cache": str(path)}
+
+
+def test_check_mode_writes_no_cache_and_makes_no_directory(run, fake_aws, tmp_path):
+    path = tmp_path / "new" / "dir" / "catalog.json"
+    result = succeed(run, aws_cache_args(path), check_mode=True)
+    assert (result["changed"], result["catalog"]["cache"]) == (True, "would write")
+    assert not (tmp_path / "new").exists()
+
+
+def test_cache_is_written_once_then_reused_without_a_change(run, fake_aws, tmp_path):
+    path = tmp_path / "new" / "catalog.json"
+    first = succeed(run, aws_cache_args(path))
+    assert (first["changed"], first["catalog"]["cache"]) == (True, "written")
+    assert json.loads(path.read_text())["written_by"] == "itsp.cluster.instance_size"
+    catalog.clear_memory_cache()
+    second = succeed(run, aws_cache_args(path))
+    assert (second["changed"], second["catalog"]["cache"], second["catalog"]["source"]) == (False, "read", "file")
+    assert fake_aws == ["us-east-1"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_file_that_is_not_our_cache_is_never_replaced(run, fake_aws, tmp_path, check_mode):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a catalog\n")
+    with pytest.raises(Fail) as failed:
+        run(aws_cache_args(path), check_mode)
+    assert failed.value.args[0] == {"msg": (
+        f"catalog_cache {path} exists and is not a catalog cache written by instance_size; refusing to "
+        "overwrite it: remove it or choose another catalog_cache path")}
+    assert path.read_text() == "not a catalog\n"
+    assert fake_aws == []
+
+
+def test_a_directory_is_not_a_cache(run, fake_aws, tmp_path):
+    with pytest.raises(Fail) as failed:
+        run(aws_cache_args(tmp_path))
+    assert "is not a regular file, so not a catalog cache written by instance_size" in failed.value.args[0]["msg"]

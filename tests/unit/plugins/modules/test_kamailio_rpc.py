@@ -128,7 +128,7 @@ def test_stopped_kamailio_fails_clearly_and_changes_nothing(run, short_dir):
      "method must be a Kamailio RPC name such as dispatcher.reload or core.psx, got 'reload'"),
     ({"method": "core.psx", "socket": "run/kamailio_rpc.sock"},
      "socket must be an absolute path (Kamailio answers to a path next to it), got 'run/kamailio_rpc.sock'"),
-    ({"method": "core.psx", "timeout": 0}, "timeout must be greater than 0 seconds, got 0.0"),
+    ({"method": "core.psx", "timeout": 0}, "timeout must be greater than 0 and at most 3600 seconds, got 0.0"),
     ({"method": "core.psx", "timeout": "soon"},
      "argument 'timeout' is of type <class 'str'> and we were unable to convert to float: "
      "<class 'str'> cannot be converted to a float"),
