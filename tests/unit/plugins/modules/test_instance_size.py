@@ -5,6 +5,8 @@ and the argument_spec say the same thing."""
 
 import importlib
 import json
+import socket
+import time
 
 import pytest
 import yaml
@@ -291,3 +293,26 @@ def test_a_directory_is_not_a_cache(run, fake_aws, tmp_path):
     with pytest.raises(Fail) as failed:
         run(aws_cache_args(tmp_path))
     assert "is not a regular file, so not a catalog cache written by instance_size" in failed.value.args[0]["msg"]
+
+
+# -- failure timing: a refused endpoint fails fast and says how often it was tried --------------------
+
+@pytest.mark.parametrize("provider", ["aws", "gce"])
+def test_a_refused_endpoint_fails_after_max_attempts(run, monkeypatch, provider):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    args = {"provider": provider, "region": "us-east-1" if provider == "aws" else "europe-west1",
+            "endpoint_url": closed, "max_attempts": 3, "prices": PRICES, "workload": WORKLOAD}
+    if provider == "gce":
+        args.update(project="itsp-lab", auth_kind="anonymous")
+    started = time.monotonic()
+    with pytest.raises(Fail) as failed:
+        run(args)
+    assert time.monotonic() - started < 15
+    failure = failed.value.args[0]
+    assert failure["attempts"] == 3
+    assert failure["error_code"] in ("EndpointConnectionError", "ConnectionError")
+    assert f"check endpoint_url {closed}" in failure["msg"]
