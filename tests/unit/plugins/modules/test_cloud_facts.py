@@ -56,7 +56,8 @@ def failure_of(run, args):
 
 
 def test_metal_behind_nat(run):
-    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41"})
+    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41",
+                  "public_networks": ["203.0.113.0/24", "198.51.100.0/24"]})
     assert result == {"changed": False, "ansible_facts": {"itsp_cloud": {
         "provider": "metal", "region": None, "zone": None, "instance_id": None, "instance_type": None,
         "source": "local addresses (ip -j addr) + static public_ipv4",
@@ -67,6 +68,13 @@ def test_metal_behind_nat(run):
     assert run.commands == [["/usr/sbin/ip", "-j", "addr", "show"],
                             ["/usr/sbin/ip", "-j", "-4", "route", "show", "default"]]
     assert run.warnings == []
+
+
+def test_without_public_networks_a_documentation_address_is_not_public(run):
+    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41"})
+    assert run.warnings == result["ansible_facts"]["itsp_cloud"]["warnings"] == [
+        "public_ipv4 203.0.113.41 is not a public address; the internet cannot reach it unless this is "
+        "deliberate (a private peering)"]
 
 
 def test_refused_endpoint_falls_back_to_metal_and_warns(run):
@@ -126,7 +134,7 @@ def test_documentation_is_yaml_with_the_options_of_the_argument_spec():
 
     doc = yaml.safe_load(cloud_facts.DOCUMENTATION)
     assert set(doc["options"]) == {"providers", "timeout", "metadata_endpoint", "private_ipv4", "public_ipv4",
-                                   "validate", "stun_server"}
+                                   "validate", "stun_server", "public_networks"}
     assert set(doc["attributes"]) >= {"check_mode", "diff_mode", "idempotent"}
     returned = yaml.safe_load(cloud_facts.RETURN)["ansible_facts"]["contains"]["itsp_cloud"]["contains"]
     from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import FACT_KEYS
