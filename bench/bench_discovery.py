@@ -33,7 +33,7 @@ subprocess.run([os.path.join(ROOT, "scripts", "collection-path.sh")], check=True
 sys.path[:0] = [os.path.join(ROOT, ".collections"), ROOT]
 # E402 below: these imports only resolve once sys.path names the checkout and its collection link.
 import boto3  # noqa: E402
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudInstanceFinder  # noqa: E402
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import CloudInstanceFinder  # noqa: E402
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import compute_v1  # noqa: E402
 

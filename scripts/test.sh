@@ -23,6 +23,7 @@ step() {  # step NAME CMD...: run, remember a failure, go on (so one run shows e
 step "ruff" ruff check .
 step "yamllint" yamllint -s .
 step "ansible-lint" ansible-lint
+step "ansible-test sanity" scripts/sanity.sh
 step "unit and integration tests" python -m pytest -q -p no:cacheprovider --junitxml="$results/pytest.xml" tests
 for scenario in ${ITSP_SCENARIOS:-default media cluster}; do
   step "molecule $scenario" molecule test -s "$scenario"

@@ -16,14 +16,14 @@ import time
 
 from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4, parse_networks
 from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     NoReply,
     NotHere,
     ProviderError,
     Unreachable,
 )
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.gce import GceProvider
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal import (
     LocalAddresses,

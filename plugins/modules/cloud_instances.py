@@ -249,7 +249,7 @@ attempts:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import (
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import (
     CloudInstanceFinder,
     missing_library,
     option_problems,

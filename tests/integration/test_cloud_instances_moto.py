@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import standins_fixtures as standins
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, CloudInstanceFinder
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import CloudApiError, CloudInstanceFinder
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     INTERFACE_KEYS,
     RECORD_KEYS,

@@ -14,7 +14,7 @@ import struct
 import time
 
 from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import Detected, Nic, ProviderError
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import Detected, Nic, ProviderError
 
 SOURCE = "local addresses (ip -j addr)"
 

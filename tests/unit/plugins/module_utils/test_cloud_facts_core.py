@@ -7,7 +7,7 @@ import pytest
 from ansible_collections.itsp.cluster.plugins.module_utils import cloud_facts
 from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4, parse_networks
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import CloudFacts, CloudFactsError
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     Detected,
     Nic,
     NoReply,

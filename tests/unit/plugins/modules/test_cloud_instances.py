@@ -7,12 +7,12 @@ import socket
 import sys
 
 import pytest
-from ansible_collections.itsp.cluster.plugins.module_utils import cloud_api
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, ec2, gce
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import ec2, finder, gce
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     make_interface,
     make_record,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
 from ansible_collections.itsp.cluster.plugins.modules import cloud_instances
 from module_harness import Exit, Fail, patch_exits, set_module_args
 
@@ -255,6 +255,6 @@ def test_secrets_are_no_log():
 
 def test_provider_option_table_covers_every_provider_specific_option():
     shared = {"provider", "filters", "tags", "instance_ids", "page_size", "max_attempts", "endpoint_url"}
-    listed = {name for names in cloud_api.PROVIDER_OPTIONS.values() for name in names}
+    listed = {name for names in finder.PROVIDER_OPTIONS.values() for name in names}
     assert listed | shared == set(cloud_instances.argument_spec())
     assert not listed & shared
