@@ -30,14 +30,6 @@ def answer_result(result):
 
 
 @pytest.fixture
-def short_dir():
-    """pytest's tmp_path is too long for sockets once the reply directory is added."""
-    path = tempfile.mkdtemp(prefix="krpc-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def kamailio(short_dir):
     servers = []
 

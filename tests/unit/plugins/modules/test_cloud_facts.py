@@ -1,58 +1,21 @@
 """The cloud_facts module as Ansible runs it: arguments in, exit_json/fail_json out (both raise
 here). iproute2 is faked; the metadata endpoint is a closed loopback port or not asked at all."""
 
-import json
-import socket
 
 import pytest
 from ansible.module_utils import basic
 from ansible_collections.itsp.cluster.plugins.modules import cloud_facts
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from conftest import HOST_MAC
+from module_harness import closed_port, failure_of
 
-MAC = "02:18:00:00:00:41"
-IP_ADDR = json.dumps([
-    {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "address": "00:00:00:00:00:00",
-     "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
-    {"ifname": "eth0", "flags": ["BROADCAST", "UP"], "address": MAC,
-     "addr_info": [{"family": "inet", "local": "198.18.0.41", "prefixlen": 24, "scope": "global"}]},
-])
-IP_ROUTE = json.dumps([{"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"}])
+MAC = HOST_MAC
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module, fake_iproute2):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = patch_exits(monkeypatch)
-    commands = []
-
-    def run_command(self, args, **kwargs):
-        commands.append(args)
-        return 0, IP_ADDR if "addr" in args else IP_ROUTE, ""
-
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/sbin/" + name)
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        with pytest.raises(Exit) as done:
-            cloud_facts.main()
-        return done.value.args[0]
-
-    _run.warnings = warnings
-    _run.commands = commands
-    return _run
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def failure_of(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+    run_module.commands = fake_iproute2
+    return run_module.bind(cloud_facts.main)
 
 
 def test_metal_behind_nat(run):

@@ -14,31 +14,16 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records imp
 )
 from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
 from ansible_collections.itsp.cluster.plugins.modules import cloud_instances
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from module_harness import failure_of
 
 AWS = {"provider": "aws", "regions": ["eu-west-1"]}
 GCE = {"provider": "gce", "project": "itsp-lab"}
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = patch_exits(monkeypatch)
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        with pytest.raises(Exit) as done:
-            cloud_instances.main()
-        return done.value.args[0]
-
-    _run.warnings = warnings
-    return _run
-
-
-def failure_of(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+    return run_module.bind(cloud_instances.main)
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from ansible.module_utils import basic
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog
 from ansible_collections.itsp.cluster.plugins.modules import cloud_facts, cloud_instances, instance_size, kamailio_rpc
 from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from module_harness import Exit, Fail, closed_port, patch_exits, set_module_args
 
 SEED = 20261129
 SETS_PER_MODULE = 32
@@ -339,27 +338,9 @@ def workdir(monkeypatch):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def fake_host(monkeypatch):
-    """cloud_facts reads iproute2; give it one host with one private address."""
-    addr = json.dumps([{"ifname": "eth0", "flags": ["UP"], "address": "02:18:00:00:00:41",
-                        "addr_info": [{"family": "inet", "local": "198.18.0.41", "prefixlen": 24,
-                                       "scope": "global"}]}])
-    route = json.dumps([{"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"}])
-    monkeypatch.setattr(basic.AnsibleModule, "run_command",
-                        lambda self, args, **kw: (0, addr if "addr" in args else route, ""))
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/sbin/" + name)
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize(("name", "index", "base", "spoiled"), CASES,
                          ids=[f"{name}-{index:02d}" for name, index, _b, _s in CASES])
-@pytest.mark.usefixtures("loopback_only", "fake_host")
+@pytest.mark.usefixtures("loopback_only", "fake_iproute2")
 def test_malformed_arguments(monkeypatch, clouds, workdir, name, index, base, spoiled):
     patch_exits(monkeypatch)
     catalog.clear_memory_cache()
@@ -391,7 +372,7 @@ def test_malformed_arguments(monkeypatch, clouds, workdir, name, index, base, sp
 
 
 @pytest.mark.parametrize(("name", "base"), [(n, b) for n in MODULES for b in range(len(MODULES[n]["bases"]))])
-@pytest.mark.usefixtures("loopback_only", "fake_host")
+@pytest.mark.usefixtures("loopback_only", "fake_iproute2")
 def test_unspoiled_bases_succeed(monkeypatch, clouds, workdir, name, base):
     """The stand-ins answer well enough that every failure above comes from the spoiled option."""
     patch_exits(monkeypatch)
@@ -437,14 +418,14 @@ def run_module(monkeypatch, clouds, workdir, name, base, spoiled, check_mode=Fal
      "workload.concurrent_calls must be a finite number up to 1e+12 (got 1e+308)"),
     ("kamailio_rpc", 0, {"timeout": 1e308}, "timeout must be greater than 0 and at most 3600 seconds, got 1e+308"),
 ])
-@pytest.mark.usefixtures("loopback_only", "fake_host")
+@pytest.mark.usefixtures("loopback_only", "fake_iproute2")
 def test_inputs_once_accepted_silently_are_refused(monkeypatch, clouds, workdir, name, base, spoiled, message):
     done, _warnings = run_module(monkeypatch, clouds, workdir, name, base, spoiled)
     assert isinstance(done, Fail)
     assert done.args[0]["msg"] == message
 
 
-@pytest.mark.usefixtures("loopback_only", "fake_host")
+@pytest.mark.usefixtures("loopback_only", "fake_iproute2")
 def test_an_unknown_gce_zone_is_named_in_a_warning(monkeypatch, clouds, workdir):
     done, warnings = run_module(monkeypatch, clouds, workdir, "cloud_instances", 1, {"zones": ["europe-west9-z"]})
     assert isinstance(done, Exit) and done.args[0]["instances"] == []
@@ -452,7 +433,7 @@ def test_an_unknown_gce_zone_is_named_in_a_warning(monkeypatch, clouds, workdir)
                         "europe-west1-c, europe-west1-d); nothing can be found there"]
 
 
-@pytest.mark.usefixtures("loopback_only", "fake_host")
+@pytest.mark.usefixtures("loopback_only", "fake_iproute2")
 def test_garbage_from_the_api_names_the_endpoint(monkeypatch, clouds, workdir):
     for name, base in (("instance_size", 1), ("instance_size", 2), ("cloud_instances", 0), ("cloud_instances", 1)):
         done, _warnings = run_module(monkeypatch, clouds, workdir, name, base, {"endpoint_url": "{garbage}"})

@@ -14,7 +14,7 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog, ec2, model
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from ansible_collections.itsp.cluster.plugins.modules import instance_size
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from module_harness import Fail, failure_of
 
 CATALOG = [
     {"name": "gp.xlarge", "vcpus": 4, "memory_mb": 16384, "baseline_gbps": 5},
@@ -27,27 +27,18 @@ WORKLOAD = {"concurrent_calls": 20000, "calls_per_second": 200, "registered_endp
 
 
 @pytest.fixture
-def run(monkeypatch):
-    patch_exits(monkeypatch)
+def run(run_module):
+    """run(args, check_mode) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
     catalog.clear_memory_cache()
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        instance_size.main()
-
-    return _run
+    yield run_module.bind(instance_size.main)
+    catalog.clear_memory_cache()
 
 
 def succeed(run, args, check_mode=False):
-    with pytest.raises(Exit) as done:
-        run(args, check_mode)
-    return done.value.args[0]
+    return run(args, check_mode)
 
 
-def fail(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+fail = failure_of
 
 
 def static_args(**extra):
