@@ -169,7 +169,7 @@ SPOILERS = (
     "http://[::1", "\x00",
 )
 ENDPOINT_SPOILERS = ("", "not-a-url", "http://[::1", "ftp://127.0.0.1", "http://127.0.0.1:99999",
-                     "http://127.0.0.1:abc", "{garbage}", "{tmp}/unrelated.txt", "http://", " ", "\x00")
+                     "http://127.0.0.1:abc", "{garbage}", "{closed}", "{tmp}/unrelated.txt", "http://", " ", "\x00")
 CACHE_SPOILERS = ("{tmp}/new/dir/catalog.json", "{tmp}/unrelated.txt", "{tmp}", "", "{tmp}/cache.json\x00x")
 
 MODULES = {
@@ -225,7 +225,7 @@ MODULES = {
 KNOWN = {
     "instance_size": (
         (0, {"workload.concurrent_calls": 1e308}), (0, {"workload.concurrent_calls": "nan"}),
-        (1, {"endpoint_url": "{garbage}"}), (2, {"endpoint_url": "{garbage}"}),
+        (1, {"endpoint_url": "{garbage}"}), (2, {"endpoint_url": "{garbage}"}), (2, {"endpoint_url": "{closed}"}),
         (0, {"catalog_cache": "{tmp}/unrelated.txt"}),
         (0, {"families": [""]}),
         (0, {"catalog": [{"name": "r.xl", "vcpus": 16, "memory_mb": 65536, "baseline_gbps": 10},
@@ -279,9 +279,11 @@ def fill(value, places):
 
 
 def option_names(name):
-    """{option or alias: every name it goes by} for one module's top-level options."""
+    """{option or alias: every name it goes by} for one module's top-level options ({} for a module
+    without an argument_spec() function, as older versions of cloud_facts had)."""
     names = {}
-    for option, spec in MODULES[name]["main"].__globals__["argument_spec"]().items():
+    spec_of = MODULES[name]["main"].__globals__.get("argument_spec")
+    for option, spec in (spec_of() if spec_of else {}).items():
         every = {option, *spec.get("aliases", [])}
         for one in every:
             names[one] = every
@@ -291,7 +293,7 @@ def option_names(name):
 def build_args(name, base, spoiled, places):
     known = option_names(name)
     # A base may use an option an older module lacks.
-    args = {k: v for k, v in copy.deepcopy(MODULES[name]["bases"][base]).items() if k in known}
+    args = {k: v for k, v in copy.deepcopy(MODULES[name]["bases"][base]).items() if k in known or not known}
     for option, value in spoiled.items():
         where = args
         *parents, leaf = option.split(".")
