@@ -14,7 +14,7 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records imp
 )
 from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
 from ansible_collections.itsp.cluster.plugins.modules import cloud_instances
-from module_harness import failure_of
+from module_harness import closed_port, failure_of
 
 AWS = {"provider": "aws", "regions": ["eu-west-1"]}
 GCE = {"provider": "gce", "project": "itsp-lab"}
@@ -243,3 +243,16 @@ def test_provider_option_table_covers_every_provider_specific_option():
     listed = {name for names in finder.PROVIDER_OPTIONS.values() for name in names}
     assert listed | shared == set(cloud_instances.argument_spec())
     assert not listed & shared
+
+
+@pytest.mark.parametrize("provider", ["aws", "gce"])
+def test_a_refused_endpoint_reports_the_attempts_that_went_out(run, monkeypatch, provider):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    args = dict(AWS if provider == "aws" else dict(GCE, auth_kind="anonymous"), endpoint_url=endpoint,
+                max_attempts=3)
+    failure = failure_of(run, args)
+    assert failure["attempts"] == 3
+    assert sum(failure["api_calls"].values()) == 3
+    assert f"check endpoint_url {endpoint}" in failure["msg"]
