@@ -20,7 +20,7 @@ options:
       - Tries per request, the first included, before a throttled, transiently failing or unreachable
         call is reported as failed (1 to 20). Both clouds back off exponentially between tries
         (0.5 s doubling, at most 8 s on GCE; botocore's adaptive mode on AWS); each try waits at most
-        5 s for a connection and 30 s for an answer.
+        30 s for an answer (and, on AWS, 5 s for the connection).
       - A failure reports the tries that were made in RV(attempts).
     type: int
     default: 5

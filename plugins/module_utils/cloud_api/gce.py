@@ -93,7 +93,7 @@ def aggregated_list(client, project, filter_expression="", page_size=PAGE_SIZE_M
         request.filter = filter_expression
     found = []
     try:
-        pager = client.aggregated_list(request=request, retry=retry)
+        pager = client.aggregated_list(request=request, retry=retry, timeout=sdk.REQUEST_TIMEOUT)
         for scope, scoped_list in pager:
             zone = scope.rpartition("/")[2] if scope.startswith("zones/") else None
             for instance in scoped_list.instances:

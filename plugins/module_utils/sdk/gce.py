@@ -18,6 +18,7 @@ from ansible_collections.itsp.cluster.plugins.module_utils.sdk.common import (
     BACKOFF_INITIAL,
     BACKOFF_MAXIMUM,
     DEFAULT_MAX_ATTEMPTS,
+    READ_TIMEOUT,
 )
 
 try:
@@ -40,6 +41,8 @@ except ImportError as import_error:  # the modules report missing_required_lib("
     API_ERRORS = ()
 
 PROVIDER = "gce"
+# Seconds one HTTP attempt may take (requests applies it to the connection and to the answer).
+REQUEST_TIMEOUT = float(READ_TIMEOUT)
 OP_CREDENTIALS = "google.auth"
 SCOPES = ("https://www.googleapis.com/auth/compute.readonly",)
 AUTH_KINDS = ("application", "serviceaccount", "anonymous")

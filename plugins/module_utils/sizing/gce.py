@@ -31,7 +31,7 @@ def list_machine_types(client, project, zone, max_attempts=DEFAULT_MAX_ATTEMPTS,
     request = compute_v1.ListMachineTypesRequest(project=project, zone=zone, max_results=PAGE_SIZE)
     retry, budget = sdk.retry(max_attempts)
     try:
-        return list(client.list(request=request, retry=retry))
+        return list(client.list(request=request, retry=retry, timeout=sdk.REQUEST_TIMEOUT))
     except sdk.API_ERRORS as exc:
         raise sdk.translate(exc, "compute.machineTypes.list", f"{project}/{zone}", budget, endpoint) from None
 
@@ -45,7 +45,7 @@ def aggregated_list_machine_types(client, project, region=None, max_attempts=DEF
     by_zone = {}
     retry, budget = sdk.retry(max_attempts)
     try:
-        for scope, scoped in client.aggregated_list(request=request, retry=retry):
+        for scope, scoped in client.aggregated_list(request=request, retry=retry, timeout=sdk.REQUEST_TIMEOUT):
             if scoped.machine_types:
                 by_zone[scope.rsplit("/", 1)[-1]] = list(scoped.machine_types)
     except sdk.API_ERRORS as exc:

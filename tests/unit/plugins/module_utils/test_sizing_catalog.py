@@ -218,10 +218,10 @@ class RaisingGce:
     def __init__(self, exc):
         self.exc = exc
 
-    def aggregated_list(self, request, retry):
+    def aggregated_list(self, request, retry, timeout=None):
         raise self.exc
 
-    def list(self, request, retry):
+    def list(self, request, retry, timeout=None):
         raise self.exc
 
 
