@@ -30,13 +30,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 subprocess.run([os.path.join(ROOT, "scripts", "collection-path.sh")], check=True)
-sys.path[:0] = [os.path.join(ROOT, ".collections"), os.path.join(ROOT, "tests", "integration")]
-# E402 below: these imports only resolve once sys.path names the checkout and the test fixtures.
+sys.path[:0] = [os.path.join(ROOT, ".collections"), ROOT]
+# E402 below: these imports only resolve once sys.path names the checkout and its collection link.
 import boto3  # noqa: E402
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudInstanceFinder  # noqa: E402
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import CloudInstanceFinder  # noqa: E402
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import compute_v1  # noqa: E402
-from standins_fixtures import GceStandIn, MotoServer, build_ec2_fleet, gce_instance  # noqa: E402
+
+from lab.standins.cloud import GceStandIn, MotoServer, build_ec2_fleet, gce_instance  # noqa: E402
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 ZONES = ["europe-west1-b", "europe-west1-c", "us-central1-a"]
@@ -87,7 +88,7 @@ def bench_gce(standin, size):
             instances.append(gce_instance(f"sip-{zone_index}-{host}", zone,
                                           f"198.18.{zone_index}.{host % 250 + 2}", public, {"role": "sip"}))
     standin.write_state({"projects": {PROJECT: {"zones": ZONES, "instances": instances}}})
-    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "api_endpoint": standin.url,
+    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "endpoint_url": standin.url,
               "tags": {"role": "sip"}}
 
     standin.reset_stats()

@@ -10,7 +10,7 @@ whole catalog competes; these are not real prices.
                  DescribeInstanceTypes / one aggregatedList), not cached
     optimise     model + exact optimiser on the whole catalog (median of --repeat runs)
     brute force  every type x every count 1..max_instances per role and every proxy/media pair
-                 within the budget (optimiser.exhaustive), on the same candidates; its cost must
+                 within the budget (lab/sizing_oracle.py), on the same candidates; its cost must
                  equal the optimiser's
 
 Brute force grows with (types x max_instances)^2 for separate fleets, so its budget is
@@ -32,8 +32,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 subprocess.run([os.path.join(ROOT, "scripts", "collection-path.sh")], check=True)
-sys.path[:0] = [os.path.join(ROOT, ".collections"), os.path.join(ROOT, "tests", "integration")]
-# E402 below: these imports only resolve once sys.path names the checkout and the test fixtures.
+sys.path[:0] = [os.path.join(ROOT, ".collections"), ROOT]
+# E402 below: these imports only resolve once sys.path names the checkout and its collection link.
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import (  # noqa: E402
     catalog,
     ec2,
@@ -41,7 +41,9 @@ from ansible_collections.itsp.cluster.plugins.module_utils.sizing import (  # no
     model,
     optimiser,
 )
-from standins_fixtures import GceStandIn, MotoServer  # noqa: E402
+
+from lab import sizing_oracle  # noqa: E402
+from lab.standins.cloud import GceStandIn, MotoServer  # noqa: E402
 
 WORKLOAD = {"concurrent_calls": 20000, "calls_per_second": 200, "registered_endpoints": 500000,
             "registration_interval": 600, "keepalive_interval": 30, "tls_share": 0.1}
@@ -70,7 +72,7 @@ def bench(label, provider, records, fetch_seconds, args):
     small = optimiser.Target(max_instances=args.brute_max, redundancy=1, zones=3, headroom=30)
     opt_full, plan_full = timed(lambda: optimiser.optimise(candidates, wl, calib, full), args.repeat)
     opt_small, plan_small = timed(lambda: optimiser.optimise(candidates, wl, calib, small), args.repeat)
-    brute_seconds, (brute_cost, _) = timed(lambda: optimiser.exhaustive(candidates, wl, calib, small), 1)
+    brute_seconds, (brute_cost, _) = timed(lambda: sizing_oracle.exhaustive(candidates, wl, calib, small), 1)
     cost = optimiser.plan_cost(plan_small["chosen"])
     assert abs(cost - brute_cost) < 1e-9, (cost, brute_cost)
     fleets = " + ".join(f"{f.count} x {f.itype['name']}" for f in plan_full["chosen"])

@@ -14,19 +14,20 @@ nat, warnings.
 import ipaddress
 import time
 
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4, parse_networks
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     NoReply,
     NotHere,
     ProviderError,
     Unreachable,
 )
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.gce import GceProvider
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal import (
     LocalAddresses,
     MetalProvider,
-    is_public_ipv4,
     parse_stun_server,
     stun_public_ipv4,
 )
@@ -39,7 +40,7 @@ FACT_KEYS = ("provider", "region", "zone", "instance_id", "instance_type", "sour
 WILDCARD = "0.0.0.0"  # noqa: S104 - compared against, never bound
 
 
-class CloudFactsError(Exception):
+class CloudFactsError(ItspError):
     """Detection failed; str() is the message for fail_json."""
 
 
@@ -60,11 +61,17 @@ class CloudFacts:
 
     def __init__(self, local_addresses, providers=PROVIDERS, timeout=1.0, metadata_endpoint=DEFAULT_ENDPOINT,
                  private_ipv4=None, public_ipv4=None, validate=True, stun_server=None, stun=None,
-                 sleep=time.sleep):
+                 sleep=time.sleep, public_networks=()):
         unknown = [name for name in providers if name not in PROVIDERS]
         if unknown or not providers:
             raise CloudFactsError(
                 f"providers must be a non-empty list of {', '.join(PROVIDERS)}; got {list(providers)}")
+        ordered = list(dict.fromkeys(providers))
+        after = ordered[ordered.index("metal") + 1:] if "metal" in ordered else []
+        if after:
+            raise CloudFactsError(
+                f"providers lists {', '.join(after)} after metal, which always answers, so "
+                f"{'it' if len(after) == 1 else 'they'} would never be asked; put metal last")
         if not 0 < float(timeout) <= 60:
             raise CloudFactsError(f"timeout must be more than 0 and at most 60 seconds, got {timeout}")
         self.local_addresses = local_addresses
@@ -74,6 +81,10 @@ class CloudFacts:
         self.static_private = parse_static_ipv4("private_ipv4", private_ipv4)
         self.static_public = parse_static_ipv4("public_ipv4", public_ipv4)
         self.validate = validate
+        try:
+            self.public_networks = parse_networks(public_networks)
+        except ValueError as exc:
+            raise CloudFactsError(str(exc)) from None
         if stun_server:
             try:
                 parse_stun_server(stun_server)
@@ -232,7 +243,7 @@ class CloudFacts:
                 "public_ipv4 0.0.0.0 is the wildcard, not an address; set public_ipv4 to the address "
                 "the internet reaches this host on, or leave it unset")
         if local.is_bound(private):
-            if self.static_public and not is_public_ipv4(self.static_public):
+            if self.static_public and not is_public_ipv4(self.static_public, self.public_networks):
                 self.warnings.append(
                     f"public_ipv4 {self.static_public} is not a public address; the internet cannot "
                     "reach it unless this is deliberate (a private peering)")
@@ -248,6 +259,6 @@ class CloudFacts:
             "bound later (keepalived, a floating IP)")
 
 
-def local_addresses_from(run_command, ip_path):
+def local_addresses_from(run_command, ip_path, public_networks=()):
     """The local_addresses callable for CloudFacts, reading iproute2 through run_command."""
-    return lambda: LocalAddresses.collect(run_command, ip_path)
+    return lambda: LocalAddresses.collect(run_command, ip_path, parse_networks(public_networks))

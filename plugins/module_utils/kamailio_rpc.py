@@ -34,8 +34,12 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
+
 DEFAULT_SOCKET = "/run/kamailio/kamailio_rpc.sock"
 DEFAULT_TIMEOUT = 5.0
+# An hour is longer than any RPC Kamailio answers; beyond it the socket timeout overflows time_t.
+MAX_TIMEOUT = 3600.0
 
 # jsonrpcs_sock.c: JSONRPC_DGRAM_BUF_SIZE, the most a request datagram may carry.
 MAX_REQUEST_BYTES = 65456
@@ -75,7 +79,7 @@ MUTATING_METHODS = frozenset((
 ))
 
 
-class KamailioRpcError(Exception):
+class KamailioRpcError(ItspError):
     """One failure, with a message a person can act on. error holds a JSON-RPC error object
     (code and message as Kamailio sent them) when Kamailio answered with one."""
 
@@ -101,8 +105,8 @@ def check_request(method, params, socket_path, timeout):
         raise KamailioRpcError(
             f"socket path is {len(socket_path.encode())} bytes, Unix sockets allow at most {MAX_SOCKET_PATH}: "
             f"{socket_path}")
-    if not timeout > 0:
-        raise KamailioRpcError(f"timeout must be greater than 0 seconds, got {timeout}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+        raise KamailioRpcError(f"timeout must be greater than 0 and at most {MAX_TIMEOUT:g} seconds, got {timeout}")
     if not isinstance(params, (list, tuple)):
         raise KamailioRpcError(f"params must be a list, got {type(params).__name__}")
 

@@ -72,10 +72,21 @@ options:
         host's public address on bare metal when no public address is bound and O(public_ipv4) is
         not given. Off by default, a SIP host should not depend on a third party to start.
     type: str
+  public_networks:
+    description:
+      - IPv4 networks to count as public besides the globally routable ones, for a network that
+        plays the internet with other ranges. The lab sets C(itsp_public_networks) to the
+        documentation ranges 203.0.113.0/24 and 198.51.100.0/24 and passes it here.
+      - Decides which bound address is the public one on bare metal, and the warning for a
+        O(public_ipv4) that is not public.
+    type: list
+    elements: str
+    default: []
 notes:
   - Runs read-only, so check mode returns the same facts as a normal run.
-  - The documentation ranges 203.0.113.0/24 and 198.51.100.0/24 count as public addresses (the lab
-    uses them as its internet); 198.18.0.0/15 and RFC 1918 ranges count as private.
+  - Addresses are classified by one classifier shared with the C(itsp.cluster.private_ipv4) test
+    (module_utils/addresses.py) - public is globally routable or inside O(public_networks);
+    198.18.0.0/15 and the RFC 1918 ranges are private; documentation ranges are neither unless listed.
 seealso:
   - name: AWS instance metadata options (HttpPutResponseHopLimit)
     description: Why IMDSv2 fails from inside a container when the hop limit is 1.
@@ -234,23 +245,27 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import (
 )
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            providers=dict(type="list", elements="str", choices=list(PROVIDERS), default=list(PROVIDERS)),
-            timeout=dict(type="float", default=1.0),
-            metadata_endpoint=dict(type="str", default=DEFAULT_ENDPOINT),
-            private_ipv4=dict(type="str"),
-            public_ipv4=dict(type="str"),
-            validate=dict(type="bool", default=True),
-            stun_server=dict(type="str"),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    return dict(
+        providers=dict(type="list", elements="str", choices=list(PROVIDERS), default=list(PROVIDERS)),
+        timeout=dict(type="float", default=1.0),
+        metadata_endpoint=dict(type="str", default=DEFAULT_ENDPOINT),
+        private_ipv4=dict(type="str"),
+        public_ipv4=dict(type="str"),
+        validate=dict(type="bool", default=True),
+        stun_server=dict(type="str"),
+        public_networks=dict(type="list", elements="str", default=[]),
     )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     try:
         facts = CloudFacts(
-            local_addresses=local_addresses_from(module.run_command, module.get_bin_path("ip")),
+            local_addresses=local_addresses_from(module.run_command, module.get_bin_path("ip"),
+                                                 params["public_networks"]),
+            public_networks=params["public_networks"],
             providers=params["providers"],
             timeout=params["timeout"],
             metadata_endpoint=params["metadata_endpoint"],

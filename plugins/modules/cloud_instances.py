@@ -18,16 +18,18 @@ description:
     Regions are queried in parallel."
   - "GCE: one C(instances.aggregatedList) walk covers every zone of the project."
   - Calls are never made per host. O(api_calls) in the result shows how many requests went out.
-  - Throttling (C(RequestLimitExceeded), HTTP 429, Compute's C(rateLimitExceeded)) and transient
-    server errors are retried with the SDK's own back-off, up to O(max_attempts) tries per request.
+  - Throttling (C(RequestLimitExceeded), HTTP 429, Compute's C(rateLimitExceeded)), transient
+    server errors and unanswered connections are retried with the SDK's own back-off, up to
+    O(max_attempts) tries per request.
   - Public addresses on AWS and GCE are 1-to-1 NAT onto a private address, so C(nat) is
     C(one_to_one) whenever a public IPv4 exists and C(none) otherwise.
   - "Runs on the controller; use C(delegate_to: localhost) and C(run_once: true)."
 author:
-  - itsp.cluster engineers
-requirements:
-  - boto3 (provider C(aws))
-  - google-cloud-compute and google-auth (provider C(gce))
+  - itsp.cluster engineers (@itsp-cluster)
+extends_documentation_fragment:
+  - itsp.cluster.cloud_api
+  - itsp.cluster.aws
+  - itsp.cluster.gce
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -52,61 +54,14 @@ options:
       - AWS regions to search. Required for O(provider=aws); each region is one batch of calls.
     type: list
     elements: str
-  endpoint_url:
-    description:
-      - EC2 endpoint to use instead of the region's public one (a VPC endpoint, or a local stand-in
-        such as moto in tests).
-    type: str
-  profile:
-    description:
-      - Named profile from the AWS shared credentials/config files.
-      - Without O(profile) or O(access_key), boto3's usual chain applies
-        (environment, shared files, instance role).
-    type: str
-    aliases: [aws_profile]
-  access_key:
-    description: AWS access key id.
-    type: str
-    aliases: [aws_access_key_id]
-  secret_key:
-    description: AWS secret access key. Required with O(access_key).
-    type: str
-    aliases: [aws_secret_access_key]
-  session_token:
-    description: AWS session token for temporary credentials.
-    type: str
-    aliases: [aws_session_token]
-  project:
-    description: GCE project id. Required for O(provider=gce).
-    type: str
+    aliases: [region]
   zones:
     description:
       - Keep only instances in these GCE zones. The aggregated list is still one walk over all zones;
-        the zone restriction is applied to its answer.
+        the zone restriction is applied to its answer. A zone the project does not have is named in a
+        warning.
     type: list
     elements: str
-  auth_kind:
-    description:
-      - How to authenticate to GCE.
-      - V(application) uses Application Default Credentials (C(GOOGLE_APPLICATION_CREDENTIALS),
-        gcloud's login, or the metadata server).
-      - V(serviceaccount) uses O(service_account_file) or O(service_account_contents).
-      - V(anonymous) sends no credentials; only for a local stand-in, so it requires O(api_endpoint).
-      - Defaults to V(application).
-    type: str
-    choices: [application, serviceaccount, anonymous]
-  service_account_file:
-    description: Path to a service account JSON key file, for O(auth_kind=serviceaccount).
-    type: path
-  service_account_contents:
-    description:
-      - The service account JSON key itself, for O(auth_kind=serviceaccount) (for example from a vault).
-    type: str
-  api_endpoint:
-    description:
-      - Compute API endpoint to use instead of the public one, such as V(http://127.0.0.1:8780) for the
-        lab stand-in C(lab/standins/gce_compute_api.py). Passed to the client as C(client_options).
-    type: str
   filters:
     description:
       - Narrow the search. Values are strings or lists of strings (a list matches any of them).
@@ -132,13 +87,6 @@ options:
         fleet of up to that size costs one call per region (AWS) or one call in all (GCE).
       - AWS accepts 5 to 1000, GCE 1 to 500.
     type: int
-  max_attempts:
-    description:
-      - Tries per request, the first included, before a throttled or transiently failing call is
-        reported as failed.
-      - AWS uses botocore's adaptive retry mode; GCE a google-api-core exponential back-off.
-    type: int
-    default: 5
 notes:
   - "The MAC address is null for GCE instances: the Compute API does not expose it."
   - "Interface names are the cloud's names for the interface (the ENI id on AWS, V(nic0)... on GCE),
@@ -186,7 +134,7 @@ EXAMPLES = r"""
     provider: gce
     project: itsp-lab
     auth_kind: anonymous
-    api_endpoint: http://127.0.0.1:8780
+    endpoint_url: http://127.0.0.1:8780
   delegate_to: localhost
   run_once: true
 """
@@ -301,35 +249,31 @@ attempts:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import (
-    CloudApiError,
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import (
     CloudInstanceFinder,
     missing_library,
     option_problems,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import aws as aws_sdk
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import common as sdk_common
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as gce_sdk
 
 
 def argument_spec():
-    return dict(
+    spec = dict(
         provider=dict(type="str", required=True, choices=["aws", "gce"]),
-        regions=dict(type="list", elements="str"),
-        endpoint_url=dict(type="str"),
-        profile=dict(type="str", aliases=["aws_profile"]),
-        access_key=dict(type="str", aliases=["aws_access_key_id"], no_log=False),
-        secret_key=dict(type="str", aliases=["aws_secret_access_key"], no_log=True),
-        session_token=dict(type="str", aliases=["aws_session_token"], no_log=True),
-        project=dict(type="str"),
+        regions=dict(type="list", elements="str", aliases=["region"]),
         zones=dict(type="list", elements="str"),
-        auth_kind=dict(type="str", choices=["application", "serviceaccount", "anonymous"]),
-        service_account_file=dict(type="path"),
-        service_account_contents=dict(type="str", no_log=True),
-        api_endpoint=dict(type="str"),
         filters=dict(type="dict"),
         tags=dict(type="dict", aliases=["labels"]),
         instance_ids=dict(type="list", elements="str"),
         page_size=dict(type="int"),
-        max_attempts=dict(type="int", default=5),
     )
+    spec.update(sdk_common.argument_spec())
+    spec.update(aws_sdk.argument_spec())
+    spec.update(gce_sdk.argument_spec())
+    return spec
 
 
 def main():
@@ -339,15 +283,12 @@ def main():
             ("instance_ids", "filters"),
             ("instance_ids", "tags"),
             ("profile", "access_key"),
-            ("service_account_file", "service_account_contents"),
-        ],
+        ] + gce_sdk.MUTUALLY_EXCLUSIVE,
         required_together=[("access_key", "secret_key")],
         required_if=[
             ("provider", "aws", ["regions"]),
             ("provider", "gce", ["project"]),
-            ("auth_kind", "serviceaccount", ["service_account_file", "service_account_contents"], True),
-            ("auth_kind", "anonymous", ["api_endpoint"]),
-        ],
+        ] + gce_sdk.REQUIRED_IF,
         supports_check_mode=True,
     )
     problems = option_problems(module.params)
@@ -361,8 +302,8 @@ def main():
     finder = CloudInstanceFinder(module.params)
     try:
         result = finder.find()
-    except CloudApiError as error:
-        module.fail_json(msg=str(error), api_calls=finder.counter.as_dict(), **error.as_result())
+    except ItspError as error:
+        module.fail_json(msg=error.msg, api_calls=finder.counter.as_dict(), **error.as_result())
     for warning in finder.warnings:
         module.warn(warning)
     module.exit_json(changed=False, **result)

@@ -16,7 +16,8 @@ description:
     C(DescribeInstanceTypeOfferings), one paginated call each per region, botocore adaptive
     retries.
     GCE - C(MachineTypesClient.aggregated_list) filtered to the region, or C(MachineTypesClient.list)
-    per zone when O(zones) are named, google-api-core Retry on 429/500/502/503. C(static) takes the
+    per zone when O(zones) are named, google-api-core Retry on 429/500/502/503/504 and unanswered
+    connections. Both clouds try each request at most O(max_attempts) times. C(static) takes the
     catalog from O(catalog) (bare metal, or a cloud the module cannot ask).
   - The catalog is cached per run, in the process and, with O(catalog_cache), in a file that
     later tasks of the same run reuse.
@@ -56,18 +57,24 @@ description:
     repeated in the result's RV(assumptions).
 author:
   - itsp.cluster engineers (@itsp-cluster)
-requirements:
-  - boto3 (provider aws)
-  - google-cloud-compute (provider gce)
+extends_documentation_fragment:
+  - itsp.cluster.cloud_api
+  - itsp.cluster.aws
+  - itsp.cluster.gce
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: The module only reads; check mode computes the same plan.
+    details: Check mode computes the same plan and writes nothing; RV(changed) says whether a run would
+      write O(catalog_cache).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in diff mode).
     support: none
   idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
-    details: Read-only. With the same catalog, prices and inputs the plan is the same on every run.
+    details: With the same catalog, prices and inputs the plan is the same on every run; the second run
+      reuses O(catalog_cache) and reports no change.
 options:
   provider:
     description: Where the instance catalog comes from.
@@ -89,18 +96,6 @@ options:
       - Number of zones to spread over without naming them (for O(provider=static), or to size
         before zones are chosen). Default 1 when O(zones) is not given.
     type: int
-  project:
-    description: GCE project whose machine types are listed. Required for O(provider=gce).
-    type: str
-  endpoint_url:
-    description:
-      - API endpoint to talk to instead of the cloud's own, such as a private endpoint or the
-        lab's stand-ins (C(http://127.0.0.1:PORT)).
-      - For GCE an endpoint makes the client send no credentials.
-    type: str
-  profile:
-    description: AWS profile for the boto3 session; default is boto3's own credential chain.
-    type: str
   families:
     description:
       - Instance families allowed, as shell-style patterns matched against the family
@@ -159,7 +154,11 @@ options:
     description:
       - File that keeps the fetched catalog so later tasks of the same run do not ask the API again.
         Reused while younger than O(catalog_cache_max_age) seconds and fetched with the same
-        provider, region, zones, project and endpoint.
+        provider, region, zones, project, profile and endpoint.
+      - Written atomically after a fetch, creating missing directories; that write is the module's only
+        side effect and RV(changed) reports it. Check mode never writes it.
+      - A path that holds anything but a cache this module wrote (another file, a directory, a link)
+        fails the task instead of being replaced.
     type: path
   catalog_cache_max_age:
     description: Seconds a O(catalog_cache) file stays valid.
@@ -374,7 +373,7 @@ options:
           - Measured packets per second per instance type name, overriding O(calibration.pps_allowance).
         type: dict
 notes:
-  - Nothing is created or changed; the result is a plan. C(playbooks/size.yml) prints it and can
+  - Nothing but O(catalog_cache) is written; the result is a plan. C(playbooks/size.yml) prints it and can
     write the tuning as group_vars.
 seealso:
   - name: Sizing model for operators
@@ -406,6 +405,7 @@ EXAMPLES = r"""
     project: itsp-lab
     region: europe-west1
     endpoint_url: http://127.0.0.1:18602
+    auth_kind: anonymous
     families: [n2, n2d, c2d, "n2-highcpu-*"]
     prices: "{{ gce_prices }}"
     unpriced: skip
@@ -486,9 +486,11 @@ catalog:
   description:
     - Where the catalog came from (C(api), C(file), C(memory), C(option)), how many types were fetched, left
       out and why, and the candidates.
+    - C(cache) says what happened to O(catalog_cache) - C(written), C(would write) (check mode), C(read) or
+      C(not used).
   returned: success
   type: dict
-  sample: {"types_fetched": 1375, "candidates": 66, "skipped_unpriced": [], "source": "api"}
+  sample: {"types_fetched": 1375, "candidates": 66, "skipped_unpriced": [], "source": "api", "cache": "written"}
 assumptions:
   description: Every assumption behind the plan, with the values used.
   returned: success
@@ -504,11 +506,29 @@ error_code:
   returned: failure, when an API call failed
   type: str
   sample: InvalidInstanceType
+http_status:
+  description: The HTTP status of the failed call, when there was an HTTP answer.
+  returned: failure of a cloud call
+  type: int
+  sample: 403
+operation:
+  description: The API operation that failed.
+  returned: failure of a cloud call
+  type: str
+  sample: ec2.DescribeInstanceTypeOfferings
+attempts:
+  description: How many times the failed request was tried (at most O(max_attempts)).
+  returned: failure of a cloud call
+  type: int
+  sample: 5
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import aws as aws_sdk
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import common as sdk_common
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as gce_sdk
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import ec2, gce
-from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.model import DEFAULT_CALIBRATION
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.planner import SizingManager
 
@@ -540,14 +560,11 @@ def calibration_spec():
 
 
 def argument_spec():
-    return {
+    spec = {
         "provider": {"type": "str", "required": True, "choices": ["aws", "gce", "static"]},
         "region": {"type": "str"},
         "zones": {"type": "list", "elements": "str"},
         "zone_count": {"type": "int"},
-        "project": {"type": "str"},
-        "endpoint_url": {"type": "str"},
-        "profile": {"type": "str"},
         "families": {"type": "list", "elements": "str"},
         "architectures": {"type": "list", "elements": "str", "choices": ["x86_64", "arm64"],
                           "default": ["x86_64", "arm64"]},
@@ -577,18 +594,36 @@ def argument_spec():
         }},
         "calibration": {"type": "dict", "options": calibration_spec()},
     }
+    spec.update(sdk_common.argument_spec())
+    spec.update(aws_sdk.argument_spec())
+    spec.update(gce_sdk.argument_spec())
+    return spec
 
 
 def fetchers(params):
     def aws():
         return ec2.fetch_ec2_records(params["region"], zones=params.get("zones"),
-                                     endpoint_url=params.get("endpoint_url"), profile=params.get("profile"))
+                                     endpoint_url=params.get("endpoint_url"), profile=params.get("profile"),
+                                     max_attempts=params["max_attempts"], access_key=params.get("access_key"),
+                                     secret_key=params.get("secret_key"), session_token=params.get("session_token"))
 
     def google():
         return gce.fetch_gce_records(params["project"], params["region"], zones=params.get("zones"),
-                                     endpoint=params.get("endpoint_url"))
+                                     endpoint=params.get("endpoint_url"), max_attempts=params["max_attempts"],
+                                     auth_kind=params.get("auth_kind") or "application",
+                                     service_account_file=params.get("service_account_file"),
+                                     service_account_contents=params.get("service_account_contents"))
 
     return {"aws": aws, "gce": google}
+
+
+def option_problems(params):
+    """Rules the argument_spec cannot express; [] when all is well."""
+    problems = [sdk_common.endpoint_problem(params.get("endpoint_url")),
+                sdk_common.attempts_problem(params.get("max_attempts"))]
+    if params["provider"] == "gce":
+        problems.append(gce_sdk.project_problem(params.get("project")))
+    return [problem for problem in problems if problem]
 
 
 def main():
@@ -598,20 +633,23 @@ def main():
             ("provider", "aws", ("region",)),
             ("provider", "gce", ("region", "project")),
             ("provider", "static", ("catalog",)),
-        ],
-        mutually_exclusive=[("zones", "zone_count")],
+        ] + gce_sdk.REQUIRED_IF,
+        mutually_exclusive=[("zones", "zone_count"), ("profile", "access_key")] + gce_sdk.MUTUALLY_EXCLUSIVE,
+        required_together=[("access_key", "secret_key")],
         supports_check_mode=True,
     )
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     provider = module.params["provider"]
     if provider == "aws" and not ec2.HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"))
     if provider == "gce" and not gce.HAS_GOOGLE:
         module.fail_json(msg=missing_required_lib("google-cloud-compute"))
     try:
-        result = SizingManager(module.params, fetchers(module.params)).run()
-    except SizingError as exc:
-        extra = {"error_code": str(exc.code)} if exc.code is not None else {}
-        module.fail_json(msg=exc.msg, **extra)
+        result = SizingManager(module.params, fetchers(module.params), check_mode=module.check_mode).run()
+    except ItspError as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
     module.exit_json(**result)
 
 

@@ -2,38 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Jinja tests the roles' preflight checks use: ``x is itsp.cluster.ipv4_address`` and friends.
 
-Kept in the collection so roles need neither ansible.utils nor netaddr on the controller."""
+Each test is documented in its own file next to this one (ipv4_address.yml, usable_ipv4.yml,
+private_ipv4.yml, port_number.yml). Kept in the collection so roles need neither ansible.utils nor
+netaddr on the controller; addresses are classified by module_utils/addresses.py, the same
+classifier the cloud_facts module uses on the hosts."""
 
 import ipaddress
 
-DOCUMENTATION = r"""
-name: ipv4_address
-short_description: is the value a literal IPv4 address
-version_added: 0.1.0
-description:
-  - True for a dotted-quad IPv4 address such as C(198.18.0.10); false for names, CIDRs and IPv6.
-  - "Also provides C(usable_ipv4) (an address a daemon can bind or advertise: not 0.0.0.0,
-    loopback, multicast or broadcast), C(private_ipv4) (loopback or a private/VPC address, never a
-    public one: where control sockets may listen) and C(port_number) (an integer 1..65535)."
-options:
-  _input:
-    description: The value to test.
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Stop before touching the host when the advertised address is not an IP
-  ansible.builtin.assert:
-    that: kamailio_advertise_address is itsp.cluster.ipv4_address
-    fail_msg: "kamailio_advertise_address: {{ kamailio_advertise_address }} is not an IPv4 address"
-"""
-
-RETURN = r"""
-_value:
-  description: Whether the value passes the test.
-  type: bool
-"""
+from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_private_ipv4, parse_networks
 
 
 def _ipv4(value):
@@ -55,18 +31,14 @@ def usable_ipv4(value):
                                or addr == ipaddress.IPv4Address("255.255.255.255"))
 
 
-# Python counts the documentation ranges as private; this project uses them as the public side.
-_DOCUMENTATION_NETS = tuple(ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+def private_ipv4(value, public_networks=None):
+    """Loopback or a private/VPC address: where control sockets (RPC, rtpengine ng) may listen.
 
-
-def private_ipv4(value):
-    """Loopback or a private/VPC address: where control sockets (RPC, rtpengine ng) may listen."""
+    ``public_networks`` (CIDRs) are never private, whatever else they are."""
     addr = _ipv4(value)
     if addr is None:
         return False
-    if addr.is_loopback:
-        return True
-    return addr.is_private and not addr.is_unspecified and not any(addr in n for n in _DOCUMENTATION_NETS)
+    return is_private_ipv4(addr, parse_networks(public_networks))
 
 
 def port_number(value):

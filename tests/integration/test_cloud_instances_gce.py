@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 import standins_fixtures as standins
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, CloudInstanceFinder
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import CloudApiError, CloudInstanceFinder
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     INTERFACE_KEYS,
     RECORD_KEYS,
@@ -79,7 +79,7 @@ def gce(standin):
 
 
 def find(gce, **extra):
-    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "api_endpoint": gce.url}
+    params = {"provider": "gce", "project": PROJECT, "auth_kind": "anonymous", "endpoint_url": gce.url}
     params.update(extra)
     return CloudInstanceFinder(params, retry_initial=FAST_RETRY).find()
 
@@ -151,7 +151,7 @@ def test_instance_ids_and_a_missing_one(gce):
             "provider": "gce",
             "project": PROJECT,
             "auth_kind": "anonymous",
-            "api_endpoint": gce.url,
+            "endpoint_url": gce.url,
             "instance_ids": ["1002", "2001", "9999"],
         }
     )
@@ -344,8 +344,7 @@ def test_garbage_answer_is_a_clean_error(gce):
         find(gce)
     assert str(caught.value) == (
         "compute.instances.aggregatedList in project itsp-lab failed: MALFORMED_RESPONSE: "
-        "the answer is not a Compute InstanceAggregatedList: "
-        "Failed to load JSON: Expecting value: line 1 column 1 (char 0)."
+        f"the answer from endpoint_url {gce.url} is not a Compute API answer (ParseError); check endpoint_url"
     )
 
 
@@ -361,7 +360,7 @@ def test_unknown_project_is_not_found(gce):
 def test_unreachable_endpoint_is_a_clean_error(gce):
     port = standins.free_port()  # nothing listens there
     with pytest.raises(CloudApiError) as caught:
-        find(gce, api_endpoint=f"http://127.0.0.1:{port}")
+        find(gce, endpoint_url=f"http://127.0.0.1:{port}")
     assert caught.value.code == "ConnectionError"
     assert str(caught.value).startswith(
         "compute.instances.aggregatedList in project itsp-lab failed: ConnectionError: "
@@ -531,7 +530,7 @@ def test_module_runs_through_ansible(gce, tmp_path):
             "provider": "gce",
             "project": PROJECT,
             "auth_kind": "anonymous",
-            "api_endpoint": gce.url,
+            "endpoint_url": gce.url,
             "labels": {"role": "rtp"},
         }
     )

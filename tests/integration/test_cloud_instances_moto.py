@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import standins_fixtures as standins
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, CloudInstanceFinder
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.finder import CloudApiError, CloudInstanceFinder
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     INTERFACE_KEYS,
     RECORD_KEYS,
@@ -206,8 +206,8 @@ def test_garbage_answer_is_a_clean_error(clean_moto, fault_proxy):
         CloudInstanceFinder(params(fault_proxy.url, regions=["us-east-1"], max_attempts=1)).find()
 
     assert str(caught.value) == (
-        "ec2.DescribeInstances in us-east-1 failed: ResponseParserError: Unable to parse response "
-        "(no element found: line 1, column 20), invalid XML received. Further retries may succeed:"
+        f"ec2.DescribeInstances in us-east-1 failed: MalformedResponse: the answer from endpoint_url {fault_proxy.url} "
+        "is not an AWS API answer (not the XML or JSON the service speaks); check endpoint_url"
     )
 
 

@@ -116,6 +116,8 @@ def detect(stand_in, record, sleeps=None, timeout=TIMEOUT, **options):
     addr, route = ip_json(record)
     if sleeps is not None:
         options["sleep"] = lambda seconds: (sleeps.append(seconds), time.sleep(seconds))
+    # The stand-in plays the internet with documentation ranges, as the lab does (itsp_public_networks).
+    options.setdefault("public_networks", ["203.0.113.0/24", "198.51.100.0/24"])
     return CloudFacts(
         local_addresses=lambda: LocalAddresses.from_ip_json(addr, route),
         metadata_endpoint=stand_in.endpoint, timeout=timeout, **options,

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import standins_fixtures as standins
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog, ec2, gce
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.planner import SizingManager
@@ -124,10 +125,10 @@ def test_ec2_refusal_fails_at_once_with_the_code(fault_proxy):
     fault_proxy.faults = {"DescribeInstanceTypeOfferings": {
         "status": 403, "code": "UnauthorizedOperation", "message": "You are not authorized to perform this operation.",
         "times": None}}
-    with pytest.raises(SizingError) as err:
+    with pytest.raises(CloudApiError) as err:
         ec2.fetch_ec2_records("us-east-1", endpoint_url=fault_proxy.url)
-    assert err.value.msg == ("EC2 DescribeInstanceTypeOfferings in us-east-1 failed: UnauthorizedOperation: "
-                             "You are not authorized to perform this operation.")
+    assert err.value.msg == ("ec2.DescribeInstanceTypeOfferings in us-east-1 failed: UnauthorizedOperation "
+                             "(HTTP 403): You are not authorized to perform this operation.")
     assert err.value.code == "UnauthorizedOperation"
     assert fault_proxy.seen["DescribeInstanceTypeOfferings"] == 1
 
@@ -135,7 +136,7 @@ def test_ec2_refusal_fails_at_once_with_the_code(fault_proxy):
 # -- GCE (Compute stand-in) -----------------------------------------------------------------------
 
 def test_gce_region_is_one_filtered_aggregated_list(clean_gce):
-    records = gce.fetch_gce_records("itsp-lab", "europe-west1", endpoint=clean_gce.url)
+    records = gce.fetch_gce_records("itsp-lab", "europe-west1", endpoint=clean_gce.url, auth_kind="anonymous")
     stats = clean_gce.stats()
     assert stats["counts"] == {"aggregated_machine_types": 1}
     assert stats["requests"][0]["query"]["filter"] == "zone eq europe-west1-.*"
@@ -148,7 +149,7 @@ def test_gce_region_is_one_filtered_aggregated_list(clean_gce):
 def test_gce_named_zones_are_one_list_each_and_paged(clean_gce, monkeypatch):
     monkeypatch.setattr(gce, "PAGE_SIZE", 50)
     records = gce.fetch_gce_records("itsp-lab", "europe-west1", zones=["europe-west1-b", "europe-west1-d"],
-                                    endpoint=clean_gce.url)
+                                    endpoint=clean_gce.url, auth_kind="anonymous")
     counts = clean_gce.stats()["counts"]
     assert counts == {"zone_machine_types": 4 + 3}   # 153 types in -b, 132 in -d (no c2d): pages of 50
     names = {r["name"] for r in records}
@@ -157,10 +158,11 @@ def test_gce_named_zones_are_one_list_each_and_paged(clean_gce, monkeypatch):
 
 
 def test_gce_unknown_project_keeps_the_404(clean_gce):
-    with pytest.raises(SizingError) as err:
-        gce.fetch_gce_records("nobody", "europe-west1", endpoint=clean_gce.url)
-    assert err.value.code == 404
-    assert err.value.msg.startswith("GCE machineTypes.aggregatedList for nobody failed: 404: ")
+    with pytest.raises(CloudApiError) as err:
+        gce.fetch_gce_records("nobody", "europe-west1", endpoint=clean_gce.url, auth_kind="anonymous")
+    assert (err.value.code, err.value.http_status) == ("NOT_FOUND", 404)
+    assert err.value.msg.startswith(
+        "compute.machineTypes.aggregatedList in project nobody failed: NOT_FOUND (HTTP 404): ")
     assert err.value.msg.endswith("The resource 'projects/nobody' was not found")
 
 
@@ -168,7 +170,7 @@ def test_gce_rate_limit_is_retried(clean_gce):
     clean_gce.write_state({"projects": {"itsp-lab": {"zones": gce_zones()}},
                            "fault": {"route": "aggregated_machine_types", "status": 429, "times": 2}})
     clean_gce.reset_stats()
-    records = gce.fetch_gce_records("itsp-lab", "europe-west1", endpoint=clean_gce.url)
+    records = gce.fetch_gce_records("itsp-lab", "europe-west1", endpoint=clean_gce.url, auth_kind="anonymous")
     assert records
     assert clean_gce.stats()["counts"] == {"aggregated_machine_types": 3}
 
@@ -178,9 +180,10 @@ def test_gce_forbidden_is_not_retried(clean_gce):
                            "fault": {"route": "zone_machine_types", "status": 403,
                                      "message": "Required 'compute.machineTypes.list' permission"}})
     clean_gce.reset_stats()
-    with pytest.raises(SizingError) as err:
-        gce.fetch_gce_records("itsp-lab", "europe-west1", zones=["europe-west1-b"], endpoint=clean_gce.url)
-    assert err.value.code == 403
+    with pytest.raises(CloudApiError) as err:
+        gce.fetch_gce_records("itsp-lab", "europe-west1", zones=["europe-west1-b"], endpoint=clean_gce.url,
+                              auth_kind="anonymous")
+    assert err.value.http_status == 403
     assert err.value.msg.endswith("Required 'compute.machineTypes.list' permission")
     assert clean_gce.stats()["counts"] == {"zone_machine_types": 1}
 
@@ -190,7 +193,8 @@ def test_gce_plan_from_the_standin(clean_gce):
               "families": ["n2", "n2d"], "prices": {"n2-highcpu-8": 0.29, "n2d-highcpu-8": 0.25,
                                                     "n2-standard-8": 0.39},
               "unpriced": "skip", "zones": ["europe-west1-b", "europe-west1-c"], "workload": WORKLOAD}
-    fetchers = {"gce": lambda: gce.fetch_gce_records("itsp-lab", "europe-west1", params["zones"], clean_gce.url)}
+    fetchers = {"gce": lambda: gce.fetch_gce_records("itsp-lab", "europe-west1", params["zones"], clean_gce.url,
+                                                           auth_kind="anonymous")}
     result = SizingManager(params, fetchers).run()
     assert {r["instance_type"] for r in result["plan"]["roles"]} <= {"n2-highcpu-8", "n2d-highcpu-8",
                                                                       "n2-standard-8"}

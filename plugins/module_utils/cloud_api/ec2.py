@@ -11,23 +11,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.common import CloudApiError
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     make_interface,
     make_record,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import aws
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-    from botocore.parsers import ResponseParserError
-
-    HAS_BOTO3 = True
-    BOTO3_IMPORT_ERROR = None
-except ImportError as import_error:  # pragma: no cover - exercised by the module's missing-lib test
-    HAS_BOTO3 = False
-    BOTO3_IMPORT_ERROR = import_error
+HAS_BOTO3 = aws.HAS_BOTO3
+BOTO3_IMPORT_ERROR = aws.BOTO3_IMPORT_ERROR
 
 PROVIDER = "aws"
 OP_DESCRIBE_INSTANCES = "ec2.DescribeInstances"
@@ -60,45 +51,17 @@ def _as_strings(value):
 
 
 def aws_session(profile=None, access_key=None, secret_key=None, session_token=None):
-    """One boto3 session for the whole run; credentials the boto3 way when none are given."""
-    try:
-        return boto3.session.Session(
-            profile_name=profile,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            aws_session_token=session_token,
-        )
-    except BotoCoreError as error:
-        raise _botocore_error("boto3.session", f"profile {profile}", error) from error
+    """One boto3 session for the whole run (sdk/aws.py)."""
+    return aws.session(profile, access_key, secret_key, session_token)
 
 
 def ec2_client(session, region, counter, endpoint_url=None, max_attempts=5):
-    """An EC2 client with adaptive retries whose every HTTP attempt is counted in `counter`.
-
-    Build clients in one thread (sessions are not thread-safe); the clients themselves are, so the
-    calls can then run in parallel.
-    """
-    config = Config(
-        # total_max_attempts counts the first try too, which is what a person means by "attempts".
-        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
-        connect_timeout=10,
-        read_timeout=30,
-        user_agent_extra="itsp.cluster/cloud_instances",
-    )
-    try:
-        client = session.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
-    except BotoCoreError as error:
-        raise _botocore_error("ec2.client", region, error) from error
-
-    def count_attempt(event_name, **_kwargs):
-        # event_name is before-send.ec2.<Operation>; fired once per HTTP attempt, retries included.
-        counter.add("ec2." + event_name.rsplit(".", 1)[-1])
-
-    client.meta.events.register("before-send.ec2", count_attempt)
-    return client
+    """An EC2 client from the shared factory (adaptive retries, every HTTP attempt counted)."""
+    return aws.client("ec2", region, session, counter, endpoint_url, max_attempts,
+                      user_agent="itsp.cluster/cloud_instances", region_option="regions")
 
 
-def describe_instances(client, region, filters=None, page_size=PAGE_SIZE_MAX):
+def describe_instances(client, region, filters=None, page_size=PAGE_SIZE_MAX, counter=None, endpoint_url=None):
     """All instances matching, one DescribeInstances per page."""
     kwargs = {"PaginationConfig": {"PageSize": page_size}}
     if filters:
@@ -108,41 +71,17 @@ def describe_instances(client, region, filters=None, page_size=PAGE_SIZE_MAX):
         for page in client.get_paginator("describe_instances").paginate(**kwargs):
             for reservation in page.get("Reservations", []):
                 instances.extend(reservation.get("Instances", []))
-    except ClientError as error:
-        raise _client_error(OP_DESCRIBE_INSTANCES, region, error) from error
-    except (BotoCoreError, ResponseParserError) as error:
-        raise _botocore_error(OP_DESCRIBE_INSTANCES, region, error) from error
+    except aws.API_ERRORS as error:
+        raise aws.translate(error, OP_DESCRIBE_INSTANCES, region, counter, endpoint_url) from error
     return instances
 
 
-def describe_addresses(client, region):
+def describe_addresses(client, region, counter=None, endpoint_url=None):
     """Every elastic IP of the region in one call (DescribeAddresses is not paged)."""
     try:
         return client.describe_addresses().get("Addresses", [])
-    except ClientError as error:
-        raise _client_error(OP_DESCRIBE_ADDRESSES, region, error) from error
-    except (BotoCoreError, ResponseParserError) as error:
-        raise _botocore_error(OP_DESCRIBE_ADDRESSES, region, error) from error
-
-
-def _client_error(operation, region, error):
-    details = error.response.get("Error", {})
-    metadata = error.response.get("ResponseMetadata", {})
-    return CloudApiError(
-        PROVIDER,
-        operation,
-        region,
-        details.get("Code") or "Unknown",
-        details.get("Message") or str(error),
-        http_status=metadata.get("HTTPStatusCode"),
-        attempts=metadata.get("RetryAttempts", 0) + 1,
-    )
-
-
-def _botocore_error(operation, region, error):
-    # No usable answer (no credentials, unknown profile, endpoint unreachable, not XML): the class is
-    # the code. Only the first line: a parser error goes on to quote the whole body it choked on.
-    return CloudApiError(PROVIDER, operation, region, type(error).__name__, str(error).splitlines()[0])
+    except aws.API_ERRORS as error:
+        raise aws.translate(error, OP_DESCRIBE_ADDRESSES, region, counter, endpoint_url) from error
 
 
 def index_elastic_ips(addresses):
@@ -202,11 +141,12 @@ def normalize_instance(instance, region, eips=None):
     )
 
 
-def discover_region(client, region, filters=None, page_size=PAGE_SIZE_MAX):
-    instances = describe_instances(client, region, filters=filters, page_size=page_size)
+def discover_region(client, region, filters=None, page_size=PAGE_SIZE_MAX, counter=None, endpoint_url=None):
+    instances = describe_instances(client, region, filters=filters, page_size=page_size, counter=counter,
+                                   endpoint_url=endpoint_url)
     if not instances:
         return []
-    eips = index_elastic_ips(describe_addresses(client, region))
+    eips = index_elastic_ips(describe_addresses(client, region, counter=counter, endpoint_url=endpoint_url))
     return [normalize_instance(instance, region, eips) for instance in instances]
 
 
@@ -225,7 +165,8 @@ def discover(regions, counter, filters=None, tags=None, instance_ids=None, page_
     clients = {region: ec2_client(session, region, counter, endpoint_url, max_attempts) for region in regions}
     with ThreadPoolExecutor(max_workers=min(len(regions), MAX_PARALLEL_REGIONS)) as pool:
         futures = [
-            pool.submit(discover_region, clients[region], region, filters=ec2_filters, page_size=page_size)
+            pool.submit(discover_region, clients[region], region, filters=ec2_filters, page_size=page_size,
+                        counter=counter, endpoint_url=endpoint_url)
             for region in regions
         ]
     records = []

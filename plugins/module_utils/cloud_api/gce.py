@@ -9,31 +9,22 @@ interceptor that counts it, so `api_calls` matches what the server saw.
 from __future__ import annotations
 
 import functools
-import json
 
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.common import CloudApiError
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     make_interface,
     make_record,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as sdk
 
 try:
-    import google.auth
-    import requests
-    from google.api_core import exceptions as api_exceptions
-    from google.api_core import retry as api_retry
-    from google.auth import credentials as auth_credentials
-    from google.auth import exceptions as auth_exceptions
     from google.cloud import compute_v1
     from google.cloud.compute_v1.services.instances.transports.rest import (
         InstancesRestInterceptor,
         InstancesRestTransport,
     )
-    from google.oauth2 import service_account
-    from google.protobuf import json_format
 
-    HAS_GOOGLE_COMPUTE = True
-    GOOGLE_COMPUTE_IMPORT_ERROR = None
+    HAS_GOOGLE_COMPUTE = sdk.HAS_GOOGLE
+    GOOGLE_COMPUTE_IMPORT_ERROR = sdk.GOOGLE_IMPORT_ERROR
 except ImportError as import_error:  # pragma: no cover - exercised by the module's missing-lib test
     HAS_GOOGLE_COMPUTE = False
     GOOGLE_COMPUTE_IMPORT_ERROR = import_error
@@ -41,25 +32,7 @@ except ImportError as import_error:  # pragma: no cover - exercised by the modul
 
 PROVIDER = "gce"
 OP_AGGREGATED_LIST = "compute.instances.aggregatedList"
-OP_CREDENTIALS = "google.auth"
-SCOPES = ("https://www.googleapis.com/auth/compute.readonly",)
 PAGE_SIZE_MAX = 500
-# Compute answers API rate limits with 403 and one of these reasons, not only with 429.
-RATE_LIMIT_REASONS = frozenset(("rateLimitExceeded", "userRateLimitExceeded"))
-# HTTP status -> the google.rpc code name Compute puts in error.status, for answers that lack it.
-STATUS_CODE_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
 class CountingInterceptor(InstancesRestInterceptor):
     """Counts each aggregatedList HTTP attempt; the retry wrapper calls the transport per attempt."""
 
@@ -73,53 +46,17 @@ class CountingInterceptor(InstancesRestInterceptor):
 
 
 def gce_credentials(auth_kind="application", service_account_file=None, service_account_contents=None):
-    """google.auth credentials for the chosen auth_kind; anonymous is for local stand-ins only."""
-    try:
-        if auth_kind == "anonymous":
-            return auth_credentials.AnonymousCredentials()
-        if auth_kind == "serviceaccount":
-            if service_account_contents:
-                info = json.loads(service_account_contents)
-                return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
-            return service_account.Credentials.from_service_account_file(service_account_file, scopes=SCOPES)
-        credentials, _project = google.auth.default(scopes=SCOPES)
-        return credentials
-    except (auth_exceptions.GoogleAuthError, ValueError, OSError) as error:
-        raise CloudApiError(PROVIDER, OP_CREDENTIALS, f"auth_kind {auth_kind}", type(error).__name__,
-                            str(error)) from error
+    """google.auth credentials for the chosen auth_kind (sdk/gce.py)."""
+    return sdk.credentials(auth_kind, service_account_file, service_account_contents)
 
 
 def instances_client(credentials, counter, api_endpoint=None):
-    client_options = {"api_endpoint": api_endpoint} if api_endpoint else None
     transport = functools.partial(InstancesRestTransport, interceptor=CountingInterceptor(counter))
-    return compute_v1.InstancesClient(credentials=credentials, transport=transport,
-                                      client_options=client_options)
+    return sdk.client(compute_v1.InstancesClient, credentials, api_endpoint, transport=transport)
 
 
-class RetryBudget:
-    """Retry predicate: throttling and transient 5xx are retried, at most `max_attempts` tries in all.
-
-    google-api-core's Retry only knows a time budget; counting here gives the same
-    "N attempts" knob as botocore, and a predicate that says no re-raises the cloud's own error.
-    """
-
-    def __init__(self, max_attempts):
-        self.max_attempts = max_attempts
-        self.failures = 0
-
-    def __call__(self, error):
-        self.failures += 1
-        return self.failures < self.max_attempts and is_retryable(error)
-
-
-def is_retryable(error):
-    if isinstance(error, (api_exceptions.TooManyRequests, api_exceptions.ServiceUnavailable,
-                          api_exceptions.InternalServerError, api_exceptions.GatewayTimeout)):
-        return True
-    if isinstance(error, api_exceptions.Forbidden):
-        reasons = {item.get("reason") for item in error.errors if isinstance(item, dict)}
-        return bool(reasons & RATE_LIMIT_REASONS)
-    return False
+RetryBudget = sdk.RetryBudget
+is_retryable = sdk.is_retryable
 
 
 def build_filter(filters=None, labels=None, instance_ids=None):
@@ -145,62 +82,27 @@ def _quote(value):
 
 
 def aggregated_list(client, project, filter_expression="", page_size=PAGE_SIZE_MAX, max_attempts=5,
-                    retry_initial=0.5, retry_maximum=10.0, retry_timeout=120.0):
-    """(zone, instance dict) for every instance, walking all pages of instances.aggregatedList."""
-    budget = RetryBudget(max_attempts)
-    retry = api_retry.Retry(predicate=budget, initial=retry_initial, maximum=retry_maximum,
-                            multiplier=2.0, timeout=retry_timeout)
+                    retry_initial=0.5, retry_maximum=8.0, retry_timeout=120.0, api_endpoint=None, zones_seen=None):
+    """(zone, instance dict) for every instance, walking all pages of instances.aggregatedList.
+
+    ``zones_seen`` (a set) collects every zone the answer names, empty ones too, so the caller can
+    tell a zone without instances from a zone the project does not have."""
+    retry, budget = sdk.retry(max_attempts, initial=retry_initial, maximum=retry_maximum, timeout=retry_timeout)
     request = compute_v1.AggregatedListInstancesRequest(project=project, max_results=page_size)
     if filter_expression:
         request.filter = filter_expression
     found = []
     try:
-        pager = client.aggregated_list(request=request, retry=retry)
+        pager = client.aggregated_list(request=request, retry=retry, timeout=sdk.REQUEST_TIMEOUT)
         for scope, scoped_list in pager:
             zone = scope.rpartition("/")[2] if scope.startswith("zones/") else None
             for instance in scoped_list.instances:
                 found.append((zone, compute_v1.Instance.to_dict(instance, preserving_proto_field_name=False)))
-    except api_exceptions.RetryError as error:
-        cause = error.cause if isinstance(error.cause, api_exceptions.GoogleAPICallError) else None
-        if cause is None:
-            raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "DEADLINE_EXCEEDED",
-                                str(error), attempts=max(budget.failures, 1)) from error
-        raise _api_error(project, cause, budget.failures) from error
-    except api_exceptions.GoogleAPICallError as error:
-        raise _api_error(project, error, budget.failures) from error
-    except json_format.ParseError as error:
-        raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "MALFORMED_RESPONSE",
-                            f"the answer is not a Compute InstanceAggregatedList: {error}",
-                            attempts=max(budget.failures, 1)) from error
-    except requests.exceptions.RequestException as error:
-        raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", type(error).__name__,
-                            str(error), attempts=max(budget.failures, 1)) from error
-    except auth_exceptions.InvalidOperation as error:
-        # The session refreshes credentials only after a 401; anonymous ones cannot be refreshed.
-        raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", "UNAUTHENTICATED",
-                            f"the endpoint wants credentials and auth_kind anonymous has none ({error})",
-                            http_status=401, attempts=max(budget.failures, 1)) from error
-    except auth_exceptions.GoogleAuthError as error:
-        raise CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", type(error).__name__,
-                            str(error), attempts=max(budget.failures, 1)) from error
+            if zone and zones_seen is not None:
+                zones_seen.add(zone)
+    except sdk.API_ERRORS as error:
+        raise sdk.translate(error, OP_AGGREGATED_LIST, f"project {project}", budget, api_endpoint) from error
     return found
-
-
-def _api_error(project, error, attempts):
-    """Keep Compute's own error.status (PERMISSION_DENIED…) and message, without the URL prefix."""
-    code, message = None, None
-    response = getattr(error, "response", None)
-    if response is not None:
-        try:
-            body = response.json().get("error", {})
-        except (ValueError, AttributeError):
-            body = {}
-        if isinstance(body, dict):
-            code, message = body.get("status"), body.get("message")
-    http_status = error.code if isinstance(error.code, int) else None
-    code = code or STATUS_CODE_NAMES.get(http_status) or type(error).__name__
-    return CloudApiError(PROVIDER, OP_AGGREGATED_LIST, f"project {project}", code, message or error.message,
-                         http_status=http_status, attempts=max(attempts, 1))
 
 
 def _last_segment(url):
@@ -241,11 +143,14 @@ def normalize_instance(instance, zone=None):
 
 def discover(project, counter, zones=None, filters=None, labels=None, instance_ids=None,
              page_size=PAGE_SIZE_MAX, max_attempts=5, auth_kind="application", service_account_file=None,
-             service_account_contents=None, api_endpoint=None, retry_initial=0.5):
-    """Records for every matching instance of `project`, optionally only in `zones` (one walk either way)."""
+             service_account_contents=None, api_endpoint=None, retry_initial=0.5, zones_seen=None):
+    """Records for every matching instance of `project`, optionally only in `zones` (one walk either way).
+
+    ``zones_seen`` (a set) receives every zone of the project the answer named."""
     credentials = gce_credentials(auth_kind, service_account_file, service_account_contents)
     client = instances_client(credentials, counter, api_endpoint)
     found = aggregated_list(client, project, build_filter(filters, labels, instance_ids),
-                            page_size=page_size, max_attempts=max_attempts, retry_initial=retry_initial)
+                            page_size=page_size, max_attempts=max_attempts, retry_initial=retry_initial,
+                            api_endpoint=api_endpoint, zones_seen=zones_seen)
     wanted = set(zones or [])
     return [normalize_instance(instance, zone) for zone, instance in found if not wanted or zone in wanted]

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS EC2: the instance metadata service, IMDSv2 only (token first, then GETs with the token)."""
 
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     Detected,
     MetadataHttp,
     Nic,

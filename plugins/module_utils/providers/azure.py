@@ -9,7 +9,7 @@ publicIpAddress; /metadata/loadbalancer then carries the frontend address.
 import contextlib
 import json
 
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     Detected,
     MetadataHttp,
     Nic,

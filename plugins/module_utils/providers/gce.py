@@ -5,7 +5,7 @@
 import json
 import re
 
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     Detected,
     MetadataHttp,
     Nic,

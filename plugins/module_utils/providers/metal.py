@@ -13,42 +13,34 @@ import socket
 import struct
 import time
 
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import Detected, Nic, ProviderError
+from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import Detected, Nic, ProviderError
 
 SOURCE = "local addresses (ip -j addr)"
-# Documentation ranges are not global in ipaddress' eyes, but they are the public side of the lab
-# (and of every example in this collection): treat them as public so the lab behaves like the internet.
-LAB_PUBLIC_NETS = (ipaddress.IPv4Network("203.0.113.0/24"), ipaddress.IPv4Network("198.51.100.0/24"))
-
-
-def is_public_ipv4(address):
-    """True for an address the internet can route to this host: not RFC 1918, not 198.18.0.0/15,
-    not CGNAT, loopback or link-local (ipaddress.is_global), plus the lab's documentation ranges."""
-    address = ipaddress.IPv4Address(address)
-    if address.is_multicast or address.is_reserved or address.is_unspecified:
-        return False  # ipaddress calls 224.0.0.0/4 global
-    return address.is_global or any(address in net for net in LAB_PUBLIC_NETS)
 
 
 class Link:
-    def __init__(self, name, mac, ipv4=None, ipv6=None):
+    """One interface; ``public_networks`` are the extra ranges counted as public (addresses.py)."""
+
+    def __init__(self, name, mac, ipv4=None, ipv6=None, public_networks=()):
         self.name = name
         self.mac = mac
         self.ipv4 = list(ipv4 or [])
         self.ipv6 = list(ipv6 or [])
+        self.public_networks = tuple(public_networks)
 
     @property
     def private_ipv4(self):
         """The link's own address: its first non-public IPv4, else its first IPv4."""
         for address in self.ipv4:
-            if not is_public_ipv4(address):
+            if not is_public_ipv4(address, self.public_networks):
                 return address
         return self.ipv4[0] if self.ipv4 else None
 
     @property
     def public_ipv4(self):
         for address in self.ipv4:
-            if is_public_ipv4(address):
+            if is_public_ipv4(address, self.public_networks):
                 return address
         return None
 
@@ -64,7 +56,7 @@ class LocalAddresses:
         self.default_dev = default_dev
 
     @classmethod
-    def from_ip_json(cls, addr_json, route_json="[]"):
+    def from_ip_json(cls, addr_json, route_json="[]", public_networks=()):
         """addr_json: `ip -j addr show`; route_json: `ip -j -4 route show default`."""
         links = []
         for entry in json.loads(addr_json or "[]"):
@@ -80,13 +72,13 @@ class LocalAddresses:
                 elif info.get("family") == "inet6":
                     ipv6.append(str(ipaddress.IPv6Address(info["local"])))
             mac = (entry.get("address") or "").lower() or None
-            links.append(Link(entry["ifname"], mac, ipv4, ipv6))
+            links.append(Link(entry["ifname"], mac, ipv4, ipv6, public_networks))
         routes = [r for r in json.loads(route_json or "[]") if r.get("dst") == "default" and r.get("dev")]
         routes.sort(key=lambda route: route.get("metric", 0))
         return cls(links, routes[0]["dev"] if routes else None)
 
     @classmethod
-    def collect(cls, run_command, ip_path):
+    def collect(cls, run_command, ip_path, public_networks=()):
         """Runs iproute2 through run_command(args) -> (rc, out, err), e.g. AnsibleModule.run_command."""
         if not ip_path:
             raise ProviderError(
@@ -103,7 +95,7 @@ class LocalAddresses:
                 )
             outputs.append(out)
         try:
-            return cls.from_ip_json(*outputs)
+            return cls.from_ip_json(*outputs, public_networks=public_networks)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProviderError(f"cannot read the output of `{ip_path} -j addr show`: {exc}") from exc
 

@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
+from ansible_collections.itsp.cluster.plugins.module_utils.sizing.model import LARGEST_FIGURE, finite_positive
 
 UP_TO = re.compile(r"^Up to ([0-9.]+) Gigabit$")
 FIXED = re.compile(r"^([0-9.]+) Gigabit$")
@@ -91,6 +92,7 @@ def to_candidate(record, provider, calib):
 def static_records(entries):
     """Records from a catalog the operator wrote (bare metal, or a cloud this module cannot ask)."""
     records = []
+    seen = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SizingError(f"catalog[{index}] must be a mapping with name, vcpus, memory_mb, "
@@ -104,6 +106,10 @@ def static_records(entries):
                 raise SizingError(f"catalog[{index}] ({entry['name']}): {field} must be a number greater "
                                   f"than 0 (got {value!r})")
         name = str(entry["name"])
+        if name in seen:
+            raise SizingError(f"catalog[{index}] repeats the name {name!r} of catalog[{seen[name]}]; each "
+                              "instance type must appear once (prices are looked up by name)")
+        seen[name] = index
         records.append({
             "name": name,
             "family": str(entry.get("family") or re.split(r"[.-]", name, maxsplit=1)[0]),
@@ -122,7 +128,7 @@ def static_records(entries):
 
 
 def _positive_number(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+    return finite_positive(value)
 
 
 def family_matches(record, patterns):
@@ -137,6 +143,10 @@ def select_candidates(records, provider, calib, families=None, architectures=DEF
     Burstable (EC2 T-class) and shared-core (GCE e2-micro/small/medium, f1, g1) types are
     left out: their sustained CPU is a fraction of the vCPUs they show.
     """
+    blank = [index for index, pattern in enumerate(families or []) if not str(pattern).strip()]
+    if blank:
+        raise SizingError(f"families[{blank[0]}] is empty; give family patterns such as c6i or n2-highcpu-*, "
+                          "or leave families out to allow every family")
     summary = {"types_fetched": len(records), "excluded_burstable_or_shared": 0,
                "excluded_architecture": 0, "excluded_family": 0, "excluded_no_bandwidth": 0,
                "skipped_unpriced": []}
@@ -197,6 +207,8 @@ def check_prices(prices):
                 raise SizingError(f"prices.{name} must be a number (got {price!r})") from None
         if price <= 0:
             raise SizingError(f"prices.{name} must be greater than 0 (got {price})")
+        if not finite_positive(price):
+            raise SizingError(f"prices.{name} must be a finite number up to {LARGEST_FIGURE:g} (got {price})")
         checked[str(name)] = float(price)
     return checked
 
@@ -205,32 +217,76 @@ def cache_key(**parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_records(key, fetch, cache_path=None, max_age=3600, now=time.time):
+CACHE_WRITER = "itsp.cluster.instance_size"
+
+
+def _read_cache(cache_path):
+    """The stored cache, {} when there is none, or SizingError when the path holds something else.
+
+    A file is ours when it is the JSON this module writes (``written_by``, or the older layout of
+    exactly key, fetched_at and records); anything else is refused rather than overwritten."""
+    if "\x00" in cache_path:
+        raise SizingError(f"catalog_cache must be a file path without NUL characters, got {cache_path!r}")
+    if not os.path.lexists(cache_path):
+        return {}
+    refuse = (f"catalog_cache {cache_path} exists and is not a catalog cache written by instance_size; "
+              "refusing to overwrite it: remove it or choose another catalog_cache path")
+    if not os.path.isfile(cache_path) or os.path.islink(cache_path):
+        raise SizingError(refuse.replace("exists and is not", "is not a regular file, so not"))
+    try:
+        with open(cache_path, "rb") as handle:
+            stored = json.loads(handle.read(64 * 1024 * 1024).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, UnicodeDecodeError):
+            raise SizingError(f"catalog_cache {cache_path} cannot be read: {exc.strerror or exc}") from None
+        raise SizingError(refuse) from None
+    ours = isinstance(stored, dict) and isinstance(stored.get("records"), list) and isinstance(stored.get("key"), str) \
+        and isinstance(stored.get("fetched_at"), (int, float)) \
+        and (stored.get("written_by") == CACHE_WRITER or set(stored) == {"key", "fetched_at", "records"})
+    if not ours:
+        raise SizingError(refuse)
+    return stored
+
+
+def cached_records(key, fetch, cache_path=None, max_age=3600, now=time.time, check_mode=False, outcome=None):
     """Records from the in-process cache, else from ``cache_path`` if fresh, else from fetch().
 
-    Returns (records, where) with where in {"memory", "file", "api"}.
-    """
+    Returns (records, where) with where in {"memory", "file", "api"}. After a fetch the file is
+    written (atomically: a temporary file in the same directory, then a rename) unless
+    ``check_mode``; a file that is not one of this module's caches is never replaced. ``outcome``
+    (a dict) receives ``cache``: C(written), C(would write), C(read) or C(not used)."""
+    outcome = outcome if outcome is not None else {}
+    outcome["cache"] = "not used"
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key], "memory"
-    if cache_path and os.path.exists(cache_path):
-        try:
-            with open(cache_path) as handle:
-                stored = json.load(handle)
-        except (OSError, ValueError):
-            stored = {}
-        if stored.get("key") == key and now() - stored.get("fetched_at", 0) <= max_age:
-            _MEMORY_CACHE[key] = stored["records"]
-            return stored["records"], "file"
+    stored = _read_cache(cache_path) if cache_path else {}
+    if stored and stored.get("key") == key and now() - stored.get("fetched_at", 0) <= max_age:
+        _MEMORY_CACHE[key] = stored["records"]
+        outcome["cache"] = "read"
+        return stored["records"], "file"
     records = fetch()
     _MEMORY_CACHE[key] = records
-    if cache_path:
-        directory = os.path.dirname(os.path.abspath(cache_path))
+    if cache_path and check_mode:
+        outcome["cache"] = "would write"
+    elif cache_path:
+        _write_cache(cache_path, {"written_by": CACHE_WRITER, "key": key, "fetched_at": now(), "records": records})
+        outcome["cache"] = "written"
+    return records, "api"
+
+
+def _write_cache(cache_path, content):
+    directory = os.path.dirname(os.path.abspath(cache_path))
+    tmp = None
+    try:
         os.makedirs(directory, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=".catalog-")
         with os.fdopen(handle, "w") as out:
-            json.dump({"key": key, "fetched_at": now(), "records": records}, out)
+            json.dump(content, out)
         os.replace(tmp, cache_path)
-    return records, "api"
+    except OSError as exc:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise SizingError(f"catalog_cache {cache_path} cannot be written: {exc.strerror or exc}") from None
 
 
 def clear_memory_cache():

@@ -1,51 +1,37 @@
 """EC2 catalog: DescribeInstanceTypes and DescribeInstanceTypeOfferings, one paginated call each
 per region, with botocore's adaptive retries."""
 
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import aws
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk.common import DEFAULT_MAX_ATTEMPTS, ApiCallCounter
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    HAS_BOTO3 = True
-    BOTO3_IMPORT_ERROR = None
-except ImportError as exc:  # the module reports missing_required_lib("boto3")
-    HAS_BOTO3 = False
-    BOTO3_IMPORT_ERROR = exc
-
-RETRY_CONFIG = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+HAS_BOTO3 = aws.HAS_BOTO3
+BOTO3_IMPORT_ERROR = aws.BOTO3_IMPORT_ERROR
 PAGE_SIZE = 100
+OP_TYPES = "ec2.DescribeInstanceTypes"
+OP_OFFERINGS = "ec2.DescribeInstanceTypeOfferings"
 
 
-def ec2_client(region, endpoint_url=None, profile=None):
-    session = boto3.session.Session(profile_name=profile, region_name=region)
-    # botocore rewrites the retries dict it is given (max_attempts -> total_max_attempts, in
-    # place): hand it a copy, or every later client would get one attempt more.
-    return session.client("ec2", endpoint_url=endpoint_url,
-                          config=Config(retries=dict(RETRY_CONFIG["retries"])))
+def ec2_client(region, endpoint_url=None, profile=None, counter=None, max_attempts=DEFAULT_MAX_ATTEMPTS,
+               access_key=None, secret_key=None, session_token=None):
+    """An EC2 client from the shared factory (sdk/aws.py): adaptive retries, attempts counted."""
+    session = aws.session(profile, access_key, secret_key, session_token)
+    return aws.client("ec2", region, session, counter, endpoint_url, max_attempts,
+                      user_agent="itsp.cluster/instance_size")
 
 
-def _api_error(operation, region, exc):
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "Unknown")
-        message = error.get("Message", "")
-        return SizingError(f"EC2 {operation} in {region} failed: {code}: {message}", code=code)
-    return SizingError(f"EC2 {operation} in {region} failed: {exc}", code=type(exc).__name__)
-
-
-def describe_instance_types(client, region):
+def describe_instance_types(client, region, counter=None, endpoint_url=None):
     """Every instance type EC2 describes in this region (one paginated call)."""
     try:
         paginator = client.get_paginator("describe_instance_types")
         return [item for page in paginator.paginate(PaginationConfig={"PageSize": PAGE_SIZE})
                 for item in page.get("InstanceTypes", [])]
-    except (BotoCoreError, ClientError) as exc:
-        raise _api_error("DescribeInstanceTypes", region, exc) from None
+    except aws.API_ERRORS as exc:
+        raise aws.translate(exc, OP_TYPES, region, counter, endpoint_url) from None
 
 
-def describe_instance_type_offerings(client, region, location_type, locations=None):
+def describe_instance_type_offerings(client, region, location_type, locations=None, counter=None,
+                                     endpoint_url=None):
     """{instance type: set of locations} where it is offered (one paginated call)."""
     kwargs = {"LocationType": location_type, "PaginationConfig": {"PageSize": PAGE_SIZE * 10}}
     if locations:
@@ -56,8 +42,8 @@ def describe_instance_type_offerings(client, region, location_type, locations=No
         for page in paginator.paginate(**kwargs):
             for item in page.get("InstanceTypeOfferings", []):
                 offered.setdefault(item["InstanceType"], set()).add(item["Location"])
-    except (BotoCoreError, ClientError) as exc:
-        raise _api_error("DescribeInstanceTypeOfferings", region, exc) from None
+    except aws.API_ERRORS as exc:
+        raise aws.translate(exc, OP_OFFERINGS, region, counter, endpoint_url) from None
     return offered
 
 
@@ -81,11 +67,15 @@ def record_from_ec2(item, zones):
     }
 
 
-def fetch_ec2_records(region, zones=None, endpoint_url=None, profile=None, client=None):
+def fetch_ec2_records(region, zones=None, endpoint_url=None, profile=None, client=None, counter=None,
+                      max_attempts=DEFAULT_MAX_ATTEMPTS, access_key=None, secret_key=None, session_token=None):
     """Records for the types offered in ``region`` (and in every one of ``zones`` when given)."""
-    client = client or ec2_client(region, endpoint_url, profile)
+    counter = counter if counter is not None else ApiCallCounter()
+    client = client or ec2_client(region, endpoint_url, profile, counter, max_attempts, access_key, secret_key,
+                                  session_token)
+    calls = {"counter": counter, "endpoint_url": endpoint_url}
     if zones:
-        offered = describe_instance_type_offerings(client, region, "availability-zone", zones)
+        offered = describe_instance_type_offerings(client, region, "availability-zone", zones, **calls)
         seen = set().union(*offered.values()) if offered else set()
         unknown = sorted(set(zones) - seen)
         if unknown:
@@ -93,8 +83,8 @@ def fetch_ec2_records(region, zones=None, endpoint_url=None, profile=None, clien
                               f"of region {region}; check zones")
         offered = {name: where for name, where in offered.items() if set(zones) <= where}
     else:
-        offered = describe_instance_type_offerings(client, region, "region")
+        offered = describe_instance_type_offerings(client, region, "region", **calls)
     if not offered:
         raise SizingError(f"EC2 offers no instance types in region {region}; check the region name")
     return [record_from_ec2(item, offered[item["InstanceType"]] if zones else [])
-            for item in describe_instance_types(client, region) if item["InstanceType"] in offered]
+            for item in describe_instance_types(client, region, **calls) if item["InstanceType"] in offered]

@@ -1,14 +1,11 @@
-"""The one exception the sizing code raises; the module turns it into fail_json(msg=...)."""
+"""The exception the sizing code raises for bad input; cloud API failures are CloudApiError."""
+
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import ItspError
 
 
-class SizingError(Exception):
-    """A problem the operator can act on: bad input, an empty catalog, a cloud API error.
+class SizingError(ItspError):
+    """A problem the operator can act on: bad input, an empty catalog, a catalog cache to refuse.
 
     ``code`` keeps the cloud's own error code (``InvalidParameterValue``, ``403``, ...) when
     the problem came from an API call, so the module can return it unchanged.
     """
-
-    def __init__(self, msg, code=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.code = code

@@ -131,6 +131,25 @@ DEFAULT_CALIBRATION = {
     "pps": {},
 }
 
+# Beyond any fleet this module sizes, and far below where float arithmetic turns into inf or nan.
+LARGEST_FIGURE = 1e12
+
+
+def finite_positive(number):
+    """A real number (not a bool), greater than 0, finite and at most LARGEST_FIGURE."""
+    return (not isinstance(number, bool) and isinstance(number, (int, float)) and math.isfinite(number)
+            and 0 < number <= LARGEST_FIGURE)
+
+
+def positive_problem(where, number):
+    """None for a usable positive figure, else the sentence saying what is wrong with it."""
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
+        return f"{where} must be a number greater than 0 (got {number!r})"
+    if not finite_positive(number):
+        return f"{where} must be a finite number up to {LARGEST_FIGURE:g} (got {number!r})"
+    return None
+
+
 NUMBER_KEYS = tuple(k for k, v in DEFAULT_CALIBRATION.items() if isinstance(v, (int, float)))
 FRACTION_KEYS = ("kamailio_replication_cost", "ec2_up_to_baseline_fraction", "ec2_internet_large_fraction")
 
@@ -146,8 +165,9 @@ def merge_calibration(overrides):
             known = ", ".join(sorted(DEFAULT_CALIBRATION))
             raise SizingError(f"unknown calibration key '{key}'; known keys: {known}")
         if key in NUMBER_KEYS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise SizingError(f"calibration.{key} must be a number greater than 0 (got {value!r})")
+            problem = positive_problem(f"calibration.{key}", value)
+            if problem:
+                raise SizingError(problem)
             if key in FRACTION_KEYS and value > 1:
                 raise SizingError(f"calibration.{key} is a share and must be at most 1 (got {value!r})")
         elif key == "pps_allowance":
@@ -169,8 +189,9 @@ def _check_positive_map(key, value):
     if not isinstance(value, dict):
         raise SizingError(f"calibration.{key} must be a mapping of name to number")
     for name, number in value.items():
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
-            raise SizingError(f"calibration.{key}.{name} must be a number greater than 0 (got {number!r})")
+        problem = positive_problem(f"calibration.{key}.{name}", number)
+        if problem:
+            raise SizingError(problem)
     return dict(value)
 
 
@@ -184,9 +205,9 @@ def _check_pps_rules(value):
                               "per_vcpu, max")
         for field in ("per_vcpu", "max"):
             number = rule[field]
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
-                raise SizingError(f"calibration.pps_allowance[{index}].{field} must be a number greater "
-                                  f"than 0 (got {number!r})")
+            problem = positive_problem(f"calibration.pps_allowance[{index}].{field}", number)
+            if problem:
+                raise SizingError(problem)
         rules.append(dict(rule))
     return rules
 
@@ -284,6 +305,8 @@ def _check_workload_value(name, value, kind):
             value = float(value)
         except (TypeError, ValueError):
             raise SizingError(f"workload.{name} must be a number (got {value!r})") from None
+    if not math.isfinite(value) or abs(value) > LARGEST_FIGURE:
+        raise SizingError(f"workload.{name} must be a finite number up to {LARGEST_FIGURE:g} (got {value!r})")
     if kind in ("positive", "positive_or_none") and value <= 0:
         raise SizingError(f"workload.{name} must be greater than 0 (got {value:g})")
     if kind == "non_negative" and value < 0:

@@ -11,9 +11,11 @@ RESOURCE_LABELS = {"cpu": "cpu", "memory_mb": "memory", "pps": "pps", "bandwidth
 
 
 class SizingManager:
-    def __init__(self, params, fetchers=None):
+    def __init__(self, params, fetchers=None, check_mode=False):
         self.params = params
         self.fetchers = fetchers or {}
+        self.check_mode = check_mode
+        self.cache_outcome = {"cache": "not used"}
         self.calib = model.merge_calibration(params.get("calibration"))
         self.workload = model.normalise_workload(params.get("workload"))
         zones = params.get("zones") or []
@@ -39,7 +41,8 @@ class SizingManager:
                                  project=p.get("project"),
                                  profile=p.get("profile"))
         return catalogs.cached_records(key, self.fetchers[provider], p.get("catalog_cache"),
-                                       p.get("catalog_cache_max_age", 3600))
+                                       p.get("catalog_cache_max_age", 3600), check_mode=self.check_mode,
+                                       outcome=self.cache_outcome)
 
     # -- the answer ----------------------------------------------------------------------------
     def run(self):
@@ -50,13 +53,14 @@ class SizingManager:
             prices=self.params.get("prices"), unpriced=self.params.get("unpriced", "fail"),
             region=self.params.get("region") or "")
         summary.update({"provider": self.params["provider"], "region": self.params.get("region"),
-                        "source": source})
+                        "source": source, "cache": self.cache_outcome["cache"]})
         found = optimiser.optimise(candidates, self.workload, self.calib, self.target)
         plan = self.describe(found["chosen"], found["topology"])
         alternatives = {name: (self.describe(found[name], name) if found[name] else None)
                         for name in ("separate", "combined")}
         return {
-            "changed": False,
+            # The plan changes nothing; writing the catalog_cache file does (or would, in check mode).
+            "changed": self.cache_outcome["cache"] in ("written", "would write"),
             "plan": plan,
             "alternatives": {k: ({"cost_per_hour": v["cost_per_hour"],
                                   "fleets": [f"{r['count']} x {r['instance_type']} ({r['role']})"

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Usage: sip_options.py ADDRESS PORT [TIMEOUT]: one SIP OPTIONS over UDP; exit 0 on 200, else 1.
 
 The health check a load balancer or a carrier's dispatcher does, run on the node itself after a

@@ -248,7 +248,8 @@ def test_unknown_profile_is_a_clean_error():
     with pytest.raises(CloudApiError) as caught:
         ec2.aws_session(profile="nope")
     assert str(caught.value) == (
-        "boto3.session in profile nope failed: ProfileNotFound: The config profile (nope) could not be found"
+        "boto3.session in profile nope failed: ProfileNotFound: The config profile (nope) could not be found; "
+        "check profile"
     )
 
 
@@ -259,7 +260,8 @@ def test_no_credentials_anywhere_is_a_clean_error():
         ec2.describe_instances(ec2_client, "us-east-1")
     assert (
         str(caught.value)
-        == "ec2.DescribeInstances in us-east-1 failed: NoCredentialsError: Unable to locate credentials"
+        == "ec2.DescribeInstances in us-east-1 failed: NoCredentialsError: no AWS credentials found; set profile, "
+        "or access_key and secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     )
     assert counter.as_dict() == {}  # signing failed before anything was sent
 

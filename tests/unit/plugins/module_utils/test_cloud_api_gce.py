@@ -11,6 +11,7 @@ from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.common impo
     ApiCallCounter,
     CloudApiError,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as sdk_gce
 from google.api_core import exceptions as api_exceptions
 from google.auth.credentials import AnonymousCredentials
 
@@ -134,7 +135,7 @@ def test_retry_budget_counts_every_attempt():
 
 
 def test_api_error_without_a_body_falls_back_to_the_status_name():
-    error = gce._api_error("itsp-lab", api_exceptions.Forbidden("GET /x: no"), 1)
+    error = sdk_gce.translate(api_exceptions.Forbidden("GET /x: no"), gce.OP_AGGREGATED_LIST, "project itsp-lab")
     assert str(error) == (
         "compute.instances.aggregatedList in project itsp-lab failed: "
         "PERMISSION_DENIED (HTTP 403): GET /x: no"

@@ -5,8 +5,9 @@ import json
 
 import pytest
 from ansible_collections.itsp.cluster.plugins.module_utils import cloud_facts
+from ansible_collections.itsp.cluster.plugins.module_utils.addresses import is_public_ipv4, parse_networks
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import CloudFacts, CloudFactsError
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     Detected,
     Nic,
     NoReply,
@@ -14,13 +15,11 @@ from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
     ProviderError,
     Unreachable,
 )
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal import (
-    LocalAddresses,
-    MetalProvider,
-    is_public_ipv4,
-)
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal import LocalAddresses, MetalProvider
 
 MAC = "02:18:00:00:00:11"
+# These tests play the internet with documentation ranges, as the lab does (itsp_public_networks).
+LAB_PUBLIC = ["203.0.113.0/24", "198.51.100.0/24"]
 
 
 def link(name, mac, *addresses, flags=("BROADCAST", "UP"), ipv6=(), scope="global"):
@@ -35,7 +34,8 @@ LOOPBACK = link("lo", "00:00:00:00:00:00", "127.0.0.1", flags=("LOOPBACK", "UP")
 
 def local(*links, default="eth0"):
     route = [{"dst": "default", "gateway": "198.18.0.1", "dev": default}] if default else []
-    return LocalAddresses.from_ip_json(json.dumps([LOOPBACK, *links]), json.dumps(route))
+    return LocalAddresses.from_ip_json(json.dumps([LOOPBACK, *links]), json.dumps(route),
+                                       public_networks=parse_networks(LAB_PUBLIC))
 
 
 def fake_provider(name, outcome, calls):
@@ -74,6 +74,7 @@ def aws_detected(public="203.0.113.11", private="198.18.0.11", mac=MAC):
 
 
 def gather(host, **options):
+    options.setdefault("public_networks", LAB_PUBLIC)
     return CloudFacts(local_addresses=lambda: host, **options).gather()
 
 
@@ -362,7 +363,7 @@ def test_local_addresses_parsing():
     ])
     routes = json.dumps([{"dst": "default", "gateway": "198.18.1.1", "dev": "eth1", "metric": 200},
                          {"dst": "default", "gateway": "198.18.0.1", "dev": "eth0", "metric": 100}])
-    host = LocalAddresses.from_ip_json(addr, routes)
+    host = LocalAddresses.from_ip_json(addr, routes, public_networks=parse_networks(LAB_PUBLIC))
     assert [(lk.name, lk.mac, lk.ipv4, lk.ipv6) for lk in host.links] == [
         ("eth0", "02:18:00:00:00:41", ["198.18.0.41", "203.0.113.41"], ["2001:db8::41"]),
         ("docker0", "02:42:aa:bb:cc:dd", [], [])]
@@ -407,11 +408,27 @@ def test_local_addresses_failure_is_a_cloud_facts_error():
     assert str(failure.value) == "cannot list this host's addresses: nope"
 
 
-@pytest.mark.parametrize("address, public", [
-    ("203.0.113.7", True), ("198.51.100.7", True),  # the lab's internet (documentation ranges)
-    ("198.18.0.7", False), ("198.19.255.7", False),  # benchmark range: the lab's private side
-    ("100.64.0.7", False), ("127.0.0.1", False), ("169.254.169.254", False), ("0.0.0.0", False),
-    ("224.0.0.5", False), ("240.0.0.5", False), ("255.255.255.255", False),
+@pytest.mark.parametrize("address, public, lab_public", [
+    ("203.0.113.7", False, True), ("198.51.100.7", False, True),  # documentation ranges: the lab's internet
+    ("192.0.2.7", False, False),
+    ("198.18.0.7", False, False), ("198.19.255.7", False, False),  # benchmark range: the lab's private side
+    ("100.64.0.7", False, False), ("127.0.0.1", False, False), ("169.254.169.254", False, False),
+    ("0.0.0.0", False, False), ("224.0.0.5", False, False), ("240.0.0.5", False, False),
+    ("255.255.255.255", False, False), ("8.8.8.8", True, True),
 ])
-def test_is_public_ipv4(address, public):
+def test_is_public_ipv4(address, public, lab_public):
     assert is_public_ipv4(address) is public
+    assert is_public_ipv4(address, parse_networks(LAB_PUBLIC)) is lab_public
+
+
+def test_public_networks_must_be_networks():
+    with pytest.raises(CloudFactsError) as failure:
+        CloudFacts(local_addresses=None, public_networks=["203.0.113.0/24", "the internet"])
+    assert str(failure.value) == "public_networks must list IPv4 networks such as 203.0.113.0/24, got 'the internet'"
+
+
+def test_without_public_networks_documentation_ranges_are_not_public():
+    host = LocalAddresses.from_ip_json(json.dumps([link("eth0", MAC, "198.18.0.41", "203.0.113.41")]),
+                                       json.dumps([{"dst": "default", "dev": "eth0"}]))
+    facts = gather(host, providers=["metal"], public_networks=[])
+    assert (facts["private_ipv4"], facts["public_ipv4"]) == ("198.18.0.41", None)

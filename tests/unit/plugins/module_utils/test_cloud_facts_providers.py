@@ -4,7 +4,9 @@ script of replies (the real-HTTP path is tests/integration/test_metadata_server.
 import json
 
 import pytest
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import (
     MetadataHttp,
     NoReply,
     NotHere,
@@ -13,8 +15,6 @@ from ansible_collections.itsp.cluster.plugins.module_utils.providers import (
     Unreachable,
     parse_endpoint,
 )
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.aws import AwsProvider
-from ansible_collections.itsp.cluster.plugins.module_utils.providers.azure import AzureProvider
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.gce import GceProvider
 
 E = "http://169.254.169.254"
@@ -402,13 +402,13 @@ def test_azure_not_here():
 @pytest.mark.parametrize("token", ["_MRovSuxNq_tcgLaeHa1S8EfWrXJK", "-leading-dash", "AQAEAA+base64/==", "a"])
 def test_token_pattern_accepts_base64_and_urlsafe_tokens(token):
     """Found on the lab: url-safe tokens may start with '_' or '-' (about 1 in 30 did)."""
-    from ansible_collections.itsp.cluster.plugins.module_utils.providers import TOKEN_RE
+    from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import TOKEN_RE
 
     assert TOKEN_RE.match(token)
 
 
 @pytest.mark.parametrize("token", ["<html>", "two words", "", "x" * 256])
 def test_token_pattern_rejects_junk(token):
-    from ansible_collections.itsp.cluster.plugins.module_utils.providers import TOKEN_RE
+    from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import TOKEN_RE
 
     assert not TOKEN_RE.match(token)

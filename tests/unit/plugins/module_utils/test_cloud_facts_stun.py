@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import CloudFacts, CloudFactsError
-from ansible_collections.itsp.cluster.plugins.module_utils.providers import ProviderError
+from ansible_collections.itsp.cluster.plugins.module_utils.providers.base import ProviderError
 from ansible_collections.itsp.cluster.plugins.module_utils.providers.metal import (
     STUN_MAGIC,
     LocalAddresses,

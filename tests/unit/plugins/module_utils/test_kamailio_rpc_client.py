@@ -30,14 +30,6 @@ def answer_result(result):
 
 
 @pytest.fixture
-def short_dir():
-    """pytest's tmp_path is too long for sockets once the reply directory is added."""
-    path = tempfile.mkdtemp(prefix="krpc-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def kamailio(short_dir):
     servers = []
 
@@ -258,7 +250,7 @@ def test_reply_path_too_long(short_dir):
 def test_timeout_must_be_positive(timeout):
     with pytest.raises(KamailioRpcError) as failed:
         check_request("core.psx", [], "/run/kamailio/kamailio_rpc.sock", timeout)
-    assert str(failed.value) == f"timeout must be greater than 0 seconds, got {timeout}"
+    assert str(failed.value) == f"timeout must be greater than 0 and at most 3600 seconds, got {timeout}"
 
 
 def test_request_larger_than_jsonrpcs_reads(kamailio):
@@ -319,6 +311,7 @@ def test_check_mode_sends_only_what_changes_nothing(method, changes, check_mode,
 
 CLIENT_AS_NOBODY = textwrap.dedent("""
     import importlib.util, sys
+    sys.path.insert(0, sys.argv[3])
     spec = importlib.util.spec_from_file_location("kamailio_rpc", sys.argv[1])
     rpc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rpc)
@@ -333,7 +326,8 @@ def run_as_nobody(socket_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to run the client as nobody")
     python = shutil.which("python3", path="/usr/bin:/bin")
-    done = subprocess.run([python, "-c", CLIENT_AS_NOBODY, kamailio_rpc.__file__, socket_path],
+    collections = kamailio_rpc.__file__.split("/ansible_collections/")[0]
+    done = subprocess.run([python, "-c", CLIENT_AS_NOBODY, kamailio_rpc.__file__, socket_path, collections],
                           user=65534, group=65534, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

@@ -5,6 +5,8 @@ import json
 
 import boto3
 import pytest
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
+from ansible_collections.itsp.cluster.plugins.module_utils.sdk import gce as sdk_gce
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog, ec2, gce, model
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from botocore.stub import Stubber
@@ -196,9 +198,9 @@ def test_ec2_error_keeps_the_code():
     client, stub = stubbed_ec2()
     stub.add_client_error("describe_instance_type_offerings", service_error_code="UnauthorizedOperation",
                           service_message="You are not authorized to perform this operation.", http_status_code=403)
-    with stub, pytest.raises(SizingError) as err:
+    with stub, pytest.raises(CloudApiError) as err:
         ec2.fetch_ec2_records("us-east-1", client=client)
-    assert err.value.msg == ("EC2 DescribeInstanceTypeOfferings in us-east-1 failed: UnauthorizedOperation: "
+    assert err.value.msg == ("ec2.DescribeInstanceTypeOfferings in us-east-1 failed: UnauthorizedOperation (HTTP 403): "
                              "You are not authorized to perform this operation.")
     assert err.value.code == "UnauthorizedOperation"
 
@@ -216,20 +218,20 @@ class RaisingGce:
     def __init__(self, exc):
         self.exc = exc
 
-    def aggregated_list(self, request, retry):
+    def aggregated_list(self, request, retry, timeout=None):
         raise self.exc
 
-    def list(self, request, retry):
+    def list(self, request, retry, timeout=None):
         raise self.exc
 
 
 def test_gce_error_keeps_the_http_code():
-    with pytest.raises(SizingError) as err:
+    with pytest.raises(CloudApiError) as err:
         gce.fetch_gce_records("itsp-lab", "europe-west1",
                               client=RaisingGce(gapi_exceptions.Forbidden("Required 'compute.machineTypes.list'")))
-    assert err.value.msg == ("GCE machineTypes.aggregatedList for itsp-lab failed: 403: "
-                             "Required 'compute.machineTypes.list'")
-    assert err.value.code == 403
+    assert err.value.msg == ("compute.machineTypes.aggregatedList in project itsp-lab failed: PERMISSION_DENIED "
+                             "(HTTP 403): Required 'compute.machineTypes.list'")
+    assert (err.value.code, err.value.http_status) == ("PERMISSION_DENIED", 403)
 
 
 def test_gce_zone_outside_region_and_bad_region_name():
@@ -250,17 +252,16 @@ def test_record_from_gce():
         "network_performance": "", "zones": ["europe-west1-b", "europe-west1-c"]}
 
 
-def test_retry_configs_are_the_sdks_own():
-    assert ec2.RETRY_CONFIG == {"retries": {"mode": "adaptive", "max_attempts": 10}}
-    assert gce.RETRY._predicate(gapi_exceptions.ServiceUnavailable("x"))
-    assert gce.RETRY._predicate(gapi_exceptions.TooManyRequests("x"))
-    assert not gce.RETRY._predicate(gapi_exceptions.Forbidden("x"))
+def test_retry_configs_are_the_shared_sdk_layers():
+    retry, _budget = sdk_gce.retry(5)
+    assert retry._predicate(gapi_exceptions.ServiceUnavailable("x"))
+    assert retry._predicate(gapi_exceptions.TooManyRequests("x"))
+    assert not sdk_gce.retry(5)[0]._predicate(gapi_exceptions.Forbidden("x"))
 
 
-def test_making_clients_leaves_the_retry_config_alone(monkeypatch):
-    """botocore rewrites the retries dict it is given; the module's constant must not change."""
+def test_clients_get_the_attempts_asked_for(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for _ in range(2):
-        ec2.ec2_client("us-east-1", endpoint_url="http://127.0.0.1:9")
-    assert ec2.RETRY_CONFIG == {"retries": {"mode": "adaptive", "max_attempts": 10}}
+    for attempts in (3, 3, 5):
+        client = ec2.ec2_client("us-east-1", endpoint_url="http://127.0.0.1:9", max_attempts=attempts)
+        assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": attempts}

@@ -1,62 +1,26 @@
 """The cloud_facts module as Ansible runs it: arguments in, exit_json/fail_json out (both raise
 here). iproute2 is faked; the metadata endpoint is a closed loopback port or not asked at all."""
 
-import json
-import socket
 
 import pytest
 from ansible.module_utils import basic
 from ansible_collections.itsp.cluster.plugins.modules import cloud_facts
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from conftest import HOST_MAC
+from module_harness import closed_port, failure_of
 
-MAC = "02:18:00:00:00:41"
-IP_ADDR = json.dumps([
-    {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "address": "00:00:00:00:00:00",
-     "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
-    {"ifname": "eth0", "flags": ["BROADCAST", "UP"], "address": MAC,
-     "addr_info": [{"family": "inet", "local": "198.18.0.41", "prefixlen": 24, "scope": "global"}]},
-])
-IP_ROUTE = json.dumps([{"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"}])
+MAC = HOST_MAC
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module, fake_iproute2):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = patch_exits(monkeypatch)
-    commands = []
-
-    def run_command(self, args, **kwargs):
-        commands.append(args)
-        return 0, IP_ADDR if "addr" in args else IP_ROUTE, ""
-
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: "/usr/sbin/" + name)
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        with pytest.raises(Exit) as done:
-            cloud_facts.main()
-        return done.value.args[0]
-
-    _run.warnings = warnings
-    _run.commands = commands
-    return _run
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def failure_of(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+    run_module.commands = fake_iproute2
+    return run_module.bind(cloud_facts.main)
 
 
 def test_metal_behind_nat(run):
-    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41"})
+    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41",
+                  "public_networks": ["203.0.113.0/24", "198.51.100.0/24"]})
     assert result == {"changed": False, "ansible_facts": {"itsp_cloud": {
         "provider": "metal", "region": None, "zone": None, "instance_id": None, "instance_type": None,
         "source": "local addresses (ip -j addr) + static public_ipv4",
@@ -67,6 +31,13 @@ def test_metal_behind_nat(run):
     assert run.commands == [["/usr/sbin/ip", "-j", "addr", "show"],
                             ["/usr/sbin/ip", "-j", "-4", "route", "show", "default"]]
     assert run.warnings == []
+
+
+def test_without_public_networks_a_documentation_address_is_not_public(run):
+    result = run({"providers": ["metal"], "public_ipv4": "203.0.113.41"})
+    assert run.warnings == result["ansible_facts"]["itsp_cloud"]["warnings"] == [
+        "public_ipv4 203.0.113.41 is not a public address; the internet cannot reach it unless this is "
+        "deliberate (a private peering)"]
 
 
 def test_refused_endpoint_falls_back_to_metal_and_warns(run):
@@ -126,7 +97,7 @@ def test_documentation_is_yaml_with_the_options_of_the_argument_spec():
 
     doc = yaml.safe_load(cloud_facts.DOCUMENTATION)
     assert set(doc["options"]) == {"providers", "timeout", "metadata_endpoint", "private_ipv4", "public_ipv4",
-                                   "validate", "stun_server"}
+                                   "validate", "stun_server", "public_networks"}
     assert set(doc["attributes"]) >= {"check_mode", "diff_mode", "idempotent"}
     returned = yaml.safe_load(cloud_facts.RETURN)["ansible_facts"]["contains"]["itsp_cloud"]["contains"]
     from ansible_collections.itsp.cluster.plugins.module_utils.cloud_facts import FACT_KEYS

@@ -7,38 +7,23 @@ import socket
 import sys
 
 import pytest
-from ansible_collections.itsp.cluster.plugins.module_utils import cloud_api
-from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import CloudApiError, ec2, gce
+from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api import ec2, finder, gce
 from ansible_collections.itsp.cluster.plugins.module_utils.cloud_api.records import (
     make_interface,
     make_record,
 )
+from ansible_collections.itsp.cluster.plugins.module_utils.errors import CloudApiError
 from ansible_collections.itsp.cluster.plugins.modules import cloud_instances
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from module_harness import closed_port, failure_of
 
 AWS = {"provider": "aws", "regions": ["eu-west-1"]}
 GCE = {"provider": "gce", "project": "itsp-lab"}
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module):
     """run(args) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    warnings = patch_exits(monkeypatch)
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        with pytest.raises(Exit) as done:
-            cloud_instances.main()
-        return done.value.args[0]
-
-    _run.warnings = warnings
-    return _run
-
-
-def failure_of(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+    return run_module.bind(cloud_instances.main)
 
 
 @pytest.fixture
@@ -75,7 +60,7 @@ def no_cloud(monkeypatch):
         (dict(AWS, access_key="AKIAEXAMPLE"), "parameters are required together: access_key, secret_key"),
         (
             dict(GCE, auth_kind="anonymous"),
-            "auth_kind is anonymous but all of the following are missing: api_endpoint",
+            "auth_kind is anonymous but all of the following are missing: endpoint_url",
         ),
         (
             dict(GCE, auth_kind="serviceaccount"),
@@ -88,15 +73,19 @@ def no_cloud(monkeypatch):
         ),
         (
             dict(GCE, regions=["eu-west-1"], endpoint_url="http://127.0.0.1:9"),
-            "option(s) regions, endpoint_url do not apply to provider gce",
+            "option(s) regions do not apply to provider gce",
         ),
         (
             dict(AWS, project="itsp-lab", auth_kind="anonymous", api_endpoint="http://127.0.0.1:9"),
-            "option(s) project, auth_kind, api_endpoint do not apply to provider aws",
+            "option(s) project, auth_kind do not apply to provider aws",
         ),
         (dict(AWS, page_size=2), "page_size must be between 5 and 1000 for provider aws, got 2"),
         (dict(GCE, page_size=501), "page_size must be between 1 and 500 for provider gce, got 501"),
-        (dict(AWS, max_attempts=0), "max_attempts must be at least 1, got 0"),
+        (dict(AWS, max_attempts=0), "max_attempts must be a whole number from 1 to 20, got 0"),
+        (dict(AWS, endpoint_url="not-a-url"), "endpoint_url must be an http:// or https:// URL with a host, such as "
+         "https://compute.googleapis.com or http://127.0.0.1:8780; got 'not-a-url'"),
+        (dict(GCE, project=""), "project must be a GCE project id such as itsp-prod (6 to 30 of a-z, 0-9 and -), "
+         "got ''"),
         (dict(AWS, regions=[""]), "regions must name at least one region for provider aws"),
         (
             dict(GCE, regions=["x"], page_size=0),
@@ -173,6 +162,7 @@ def test_gce_options_reach_the_gce_backend(run, monkeypatch):
     seen = {}
 
     def discover(project, counter, **kwargs):
+        kwargs.pop("zones_seen").add("us-central1-a")
         seen.update(kwargs, project=project)
         counter.add("compute.instances.aggregatedList")
         return []
@@ -249,7 +239,20 @@ def test_secrets_are_no_log():
 
 
 def test_provider_option_table_covers_every_provider_specific_option():
-    shared = {"provider", "filters", "tags", "instance_ids", "page_size", "max_attempts"}
-    listed = {name for names in cloud_api.PROVIDER_OPTIONS.values() for name in names}
+    shared = {"provider", "filters", "tags", "instance_ids", "page_size", "max_attempts", "endpoint_url"}
+    listed = {name for names in finder.PROVIDER_OPTIONS.values() for name in names}
     assert listed | shared == set(cloud_instances.argument_spec())
     assert not listed & shared
+
+
+@pytest.mark.parametrize("provider", ["aws", "gce"])
+def test_a_refused_endpoint_reports_the_attempts_that_went_out(run, monkeypatch, provider):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    args = dict(AWS if provider == "aws" else dict(GCE, auth_kind="anonymous"), endpoint_url=endpoint,
+                max_attempts=3)
+    failure = failure_of(run, args)
+    assert failure["attempts"] == 3
+    assert sum(failure["api_calls"].values()) == 3
+    assert f"check endpoint_url {endpoint}" in failure["msg"]

@@ -3,13 +3,18 @@ here), on a static catalog or with the cloud fetchers replaced. Also checks that
 and the argument_spec say the same thing."""
 
 
+import importlib
+import json
+import socket
+import time
+
 import pytest
 import yaml
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog, ec2, model
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 from ansible_collections.itsp.cluster.plugins.modules import instance_size
-from module_harness import Exit, Fail, patch_exits, set_module_args
+from module_harness import Fail, failure_of
 
 CATALOG = [
     {"name": "gp.xlarge", "vcpus": 4, "memory_mb": 16384, "baseline_gbps": 5},
@@ -22,27 +27,18 @@ WORKLOAD = {"concurrent_calls": 20000, "calls_per_second": 200, "registered_endp
 
 
 @pytest.fixture
-def run(monkeypatch):
-    patch_exits(monkeypatch)
+def run(run_module):
+    """run(args, check_mode) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
     catalog.clear_memory_cache()
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        instance_size.main()
-
-    return _run
+    yield run_module.bind(instance_size.main)
+    catalog.clear_memory_cache()
 
 
 def succeed(run, args, check_mode=False):
-    with pytest.raises(Exit) as done:
-        run(args, check_mode)
-    return done.value.args[0]
+    return run(args, check_mode)
 
 
-def fail(run, args):
-    with pytest.raises(Fail) as failed:
-        run(args)
-    return failed.value.args[0]
+fail = failure_of
 
 
 def static_args(**extra):
@@ -159,7 +155,7 @@ def test_cloud_error_keeps_its_code(run, monkeypatch):
 def test_aws_path_with_a_fake_fetch_is_cached_per_run(run, monkeypatch, tmp_path):
     calls = []
 
-    def fetch(region, zones=None, endpoint_url=None, profile=None):
+    def fetch(region, zones=None, endpoint_url=None, profile=None, **_credentials_and_retries):
         calls.append((region, tuple(zones or ()), endpoint_url))
         return [{"name": "c6in.2xlarge", "family": "c6in", "vcpus": 8, "memory_mb": 16384,
                  "architectures": ["x86_64"], "burstable": False, "shared_cpu": False, "baseline_gbps": 12.5,
@@ -180,7 +176,14 @@ def test_aws_path_with_a_fake_fetch_is_cached_per_run(run, monkeypatch, tmp_path
 # -- DOCUMENTATION and argument_spec agree -------------------------------------------------------
 
 def documented_options():
-    return yaml.safe_load(instance_size.DOCUMENTATION)["options"]
+    """The module's options with those of its doc fragments, as ansible-doc shows them."""
+    docs = yaml.safe_load(instance_size.DOCUMENTATION)
+    options = dict(docs["options"])
+    for name in docs.get("extends_documentation_fragment", []):
+        fragment = importlib.import_module(
+            "ansible_collections.itsp.cluster.plugins.doc_fragments." + name.rsplit(".", 1)[-1])
+        options.update(yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)["options"])
+    return options
 
 
 def compare(spec, docs, where=""):
@@ -193,6 +196,7 @@ def compare(spec, docs, where=""):
         assert option.get("default") == doc.get("default"), path
         assert option.get("choices") == doc.get("choices"), path
         assert option.get("elements") == doc.get("elements"), path
+        assert sorted(option.get("aliases", [])) == sorted(doc.get("aliases", [])), path
         if "options" in option:
             compare(option["options"], doc["suboptions"], path + ".")
 
@@ -222,3 +226,84 @@ def test_documentation_sections_parse():
         assert yaml.safe_load(section)
     attributes = yaml.safe_load(instance_size.DOCUMENTATION)["attributes"]
     assert set(attributes) == {"check_mode", "diff_mode", "idempotent"}
+
+
+# -- catalog_cache: the one side effect ---------------------------------------------------------
+
+@pytest.fixture
+def fake_aws(monkeypatch):
+    calls = []
+
+    def fetch(region, zones=None, **_options):
+        calls.append(region)
+        return [{"name": "c6in.2xlarge", "family": "c6in", "vcpus": 8, "memory_mb": 16384,
+                 "architectures": ["x86_64"], "burstable": False, "shared_cpu": False, "baseline_gbps": 12.5,
+                 "peak_gbps": 40.0, "network_performance": "Up to 40 Gigabit", "zones": []}]
+
+    monkeypatch.setattr(ec2, "fetch_ec2_records", fetch)
+    return calls
+
+
+def aws_cache_args(path):
+    return {"provider": "aws", "region": "us-east-1", "prices": {"c6in.2xlarge": 0.45}, "workload": WORKLOAD,
+            "catalog_cache": str(path)}
+
+
+def test_check_mode_writes_no_cache_and_makes_no_directory(run, fake_aws, tmp_path):
+    path = tmp_path / "new" / "dir" / "catalog.json"
+    result = succeed(run, aws_cache_args(path), check_mode=True)
+    assert (result["changed"], result["catalog"]["cache"]) == (True, "would write")
+    assert not (tmp_path / "new").exists()
+
+
+def test_cache_is_written_once_then_reused_without_a_change(run, fake_aws, tmp_path):
+    path = tmp_path / "new" / "catalog.json"
+    first = succeed(run, aws_cache_args(path))
+    assert (first["changed"], first["catalog"]["cache"]) == (True, "written")
+    assert json.loads(path.read_text())["written_by"] == "itsp.cluster.instance_size"
+    catalog.clear_memory_cache()
+    second = succeed(run, aws_cache_args(path))
+    assert (second["changed"], second["catalog"]["cache"], second["catalog"]["source"]) == (False, "read", "file")
+    assert fake_aws == ["us-east-1"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_file_that_is_not_our_cache_is_never_replaced(run, fake_aws, tmp_path, check_mode):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a catalog\n")
+    with pytest.raises(Fail) as failed:
+        run(aws_cache_args(path), check_mode)
+    assert failed.value.args[0] == {"msg": (
+        f"catalog_cache {path} exists and is not a catalog cache written by instance_size; refusing to "
+        "overwrite it: remove it or choose another catalog_cache path")}
+    assert path.read_text() == "not a catalog\n"
+    assert fake_aws == []
+
+
+def test_a_directory_is_not_a_cache(run, fake_aws, tmp_path):
+    with pytest.raises(Fail) as failed:
+        run(aws_cache_args(tmp_path))
+    assert "is not a regular file, so not a catalog cache written by instance_size" in failed.value.args[0]["msg"]
+
+
+# -- failure timing: a refused endpoint fails fast and says how often it was tried --------------------
+
+@pytest.mark.parametrize("provider", ["aws", "gce"])
+def test_a_refused_endpoint_fails_after_max_attempts(run, monkeypatch, provider):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    args = {"provider": provider, "region": "us-east-1" if provider == "aws" else "europe-west1",
+            "endpoint_url": closed, "max_attempts": 3, "prices": PRICES, "workload": WORKLOAD}
+    if provider == "gce":
+        args.update(project="itsp-lab", auth_kind="anonymous")
+    started = time.monotonic()
+    with pytest.raises(Fail) as failed:
+        run(args)
+    assert time.monotonic() - started < 15
+    failure = failed.value.args[0]
+    assert failure["attempts"] == 3
+    assert failure["error_code"] in ("EndpointConnectionError", "ConnectionError")
+    assert f"check endpoint_url {closed}" in failure["msg"]

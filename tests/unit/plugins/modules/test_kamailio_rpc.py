@@ -2,22 +2,13 @@
 here), against a fake jsonrpcs datagram socket in a short temporary directory."""
 
 import os
-import shutil
-import tempfile
 
 import pytest
 import yaml
 from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import MUTATING_METHODS
 from ansible_collections.itsp.cluster.plugins.modules import kamailio_rpc
 from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
-from module_harness import Exit, Fail, patch_exits, set_module_args
-
-
-@pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix="krpc-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+from module_harness import failure_of
 
 
 @pytest.fixture
@@ -29,23 +20,9 @@ def kamailio(short_dir):
 
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module):
     """run(args, check_mode) -> the kwargs of exit_json; raises Fail(kwargs) from fail_json."""
-    patch_exits(monkeypatch)
-
-    def _run(args, check_mode=False):
-        set_module_args(monkeypatch, args, check_mode)
-        with pytest.raises(Exit) as done:
-            kamailio_rpc.main()
-        return done.value.args[0]
-
-    return _run
-
-
-def failure_of(run, args, check_mode=False):
-    with pytest.raises(Fail) as failed:
-        run(args, check_mode)
-    return failed.value.args[0]
+    return run_module.bind(kamailio_rpc.main)
 
 
 # -- calls -------------------------------------------------------------------------------------------
@@ -128,7 +105,7 @@ def test_stopped_kamailio_fails_clearly_and_changes_nothing(run, short_dir):
      "method must be a Kamailio RPC name such as dispatcher.reload or core.psx, got 'reload'"),
     ({"method": "core.psx", "socket": "run/kamailio_rpc.sock"},
      "socket must be an absolute path (Kamailio answers to a path next to it), got 'run/kamailio_rpc.sock'"),
-    ({"method": "core.psx", "timeout": 0}, "timeout must be greater than 0 seconds, got 0.0"),
+    ({"method": "core.psx", "timeout": 0}, "timeout must be greater than 0 and at most 3600 seconds, got 0.0"),
     ({"method": "core.psx", "timeout": "soon"},
      "argument 'timeout' is of type <class 'str'> and we were unable to convert to float: "
      "<class 'str'> cannot be converted to a float"),

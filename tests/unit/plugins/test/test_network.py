@@ -34,3 +34,15 @@ def test_port_number(value, expected):
 ])
 def test_private_ipv4(value, expected):
     assert private_ipv4(value) is expected
+
+
+def test_public_networks_are_never_private():
+    assert private_ipv4("198.18.0.21", ["198.18.0.0/24"]) is False
+    assert private_ipv4("198.18.1.21", ["198.18.0.0/24"]) is True
+
+
+def test_the_test_and_the_module_share_one_classifier():
+    from ansible_collections.itsp.cluster.plugins.module_utils import addresses
+    from ansible_collections.itsp.cluster.plugins.test import network
+
+    assert network.is_private_ipv4 is addresses.is_private_ipv4
