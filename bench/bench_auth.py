@@ -20,9 +20,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
-from benchlib import LABCTL, cpu_seconds, pub_sipp, sipp_counts, site, write_lab
+from bench_cluster import ladder
+from benchlib import LABCTL, site, write_lab
 
 from lab import sip
 
@@ -32,30 +32,6 @@ REALM, SECRET = "bench.itsp", "bench-nonce-secret-0123456789"
 
 def password(i):
     return f"bench-{i:05d}-pw"
-
-
-def step(n, scenario, rate, seconds, users_file, port):
-    calls = rate * seconds
-    args = [f"203.0.113.{n}:5060", "-sf", os.path.join(sip.SIPP_DIR, scenario), "-inf", users_file,
-            "-i", sip.PUBLIC_CLIENT, "-p", str(port), "-r", str(rate), "-m", str(calls), "-l", str(rate * 2),
-            "-recv_timeout", "4000"]
-    cpu0, t0 = cpu_seconds(f"198.18.0.{n}", "kamailio"), time.monotonic()
-    res = pub_sipp(args, seconds + 25)
-    elapsed = time.monotonic() - t0
-    cpu = 100 * (cpu_seconds(f"198.18.0.{n}", "kamailio") - cpu0) / elapsed
-    ok, failed = sipp_counts(res.stdout)
-    return ok, failed, cpu
-
-
-def ladder(n, scenario, rates, seconds, users_file, port):
-    best, rows = 0, []
-    for rate in rates:
-        ok, failed, cpu = step(n, scenario, rate, seconds, users_file, port)
-        rows.append((rate, ok, failed, cpu))
-        if failed == 0 and ok == rate * seconds:
-            best = rate
-        time.sleep(1)
-    return best, rows
 
 
 def main():
@@ -96,7 +72,7 @@ def main():
             results = {}
             for name, (n, what) in PROXIES.items():
                 scenario = "register_many.xml" if name == "proxy3" else "register_auth_many.xml"
-                best, rows = ladder(n, scenario, a.rates, a.seconds, users, 5090)
+                best, rows = ladder(n, os.path.join(sip.SIPP_DIR, scenario), a.rates, a.seconds, users)
                 if best == 0:
                     sys.exit(f"bench: {name} ({what}) registered nobody cleanly: {rows}")
                 results[name] = (best, rows)
@@ -107,7 +83,7 @@ def main():
                 print(f"ratio {PROXIES[name][1]} / no auth: {results[name][0] / base:.2f}")
             for name in ("proxy1", "proxy2"):
                 n, what = PROXIES[name]
-                best, rows = ladder(n, "invite_auth_many.xml", a.rates, a.seconds, users, 5091)
+                best, rows = ladder(n, os.path.join(sip.SIPP_DIR, "invite_auth_many.xml"), a.rates, a.seconds, users)
                 print(f"INVITE/s with auth, {what:12s}: best clean {best}/s  " + "  ".join(
                     f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in rows))
         finally:

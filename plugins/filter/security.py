@@ -25,21 +25,29 @@ def digest_ha1(username, realm, password):
     return hashlib.md5(f"{username}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 (the digest scheme)
 
 
+def _named_entries(entries, variable, key, shape, problems):
+    """Yield (where, name, entry) of a list of named dicts, adding to ``problems`` what is wrong
+    with the entry itself, its name (``key``) or a name listed twice."""
+    names = set()
+    for index, entry in enumerate(entries or []):
+        where = f"{variable}[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a dict with {shape}")
+            continue
+        name = str(entry.get(key, ""))
+        if not USERNAME.match(name):
+            problems.append(f"{where}.{key} {name!r} must be 1-64 of letters, digits, + _ . -")
+        elif name in names:
+            problems.append(f"{where}.{key} {name!r} is listed twice")
+        names.add(name)
+        yield where, name, entry
+
+
 def subscriber_problems(subscribers):
     """Messages naming each unusable kamailio_subscribers entry (empty list: all fine)."""
     problems = []
-    names = set()
-    for index, entry in enumerate(subscribers or []):
-        where = f"kamailio_subscribers[{index}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where} must be a dict with username and password (or ha1)")
-            continue
-        name = str(entry.get("username", ""))
-        if not USERNAME.match(name):
-            problems.append(f"{where}.username {name!r} must be 1-64 of letters, digits, + _ . -")
-        elif name in names:
-            problems.append(f"{where}.username {name!r} is listed twice")
-        names.add(name)
+    for where, name, entry in _named_entries(subscribers, "kamailio_subscribers", "username",
+                                             "username and password (or ha1)", problems):
         has_password = entry.get("password") not in (None, "")
         has_ha1 = entry.get("ha1") not in (None, "")
         if has_password == has_ha1:
@@ -71,18 +79,7 @@ def subscriber_rows(subscribers, realm):
 def trunk_problems(trunks):
     """Messages naming each unusable kamailio_trunks entry."""
     problems = []
-    names = set()
-    for index, trunk in enumerate(trunks or []):
-        where = f"kamailio_trunks[{index}]"
-        if not isinstance(trunk, dict):
-            problems.append(f"{where} must be a dict with name and sources")
-            continue
-        name = str(trunk.get("name", ""))
-        if not USERNAME.match(name):
-            problems.append(f"{where}.name {name!r} must be 1-64 of letters, digits, + _ . -")
-        elif name in names:
-            problems.append(f"{where}.name {name!r} is listed twice")
-        names.add(name)
+    for where, name, trunk in _named_entries(trunks, "kamailio_trunks", "name", "name and sources", problems):
         sources = trunk.get("sources")
         if not isinstance(sources, list) or not sources:
             problems.append(f"{where}.sources ({name}) must list the trunk's addresses or networks (CIDR)")

@@ -228,7 +228,8 @@ options:
     suboptions:
       kamailio_options_per_vcpu:
         description:
-          - Stateless OPTIONS per vCPU-second. Default 5000, from the lab (~10k/s on 2 shared cores, LAB.md).
+          - Stateless OPTIONS per vCPU-second. Default 5000, from the lab (~10k/s on 2 shared cores,
+            bench/bench_cluster.py).
         type: float
       kamailio_registrations_per_vcpu:
         description:
@@ -378,7 +379,6 @@ notes:
 seealso:
   - name: Sizing model for operators
     description: docs/sizing.md in this collection explains the model with worked plans.
-    link: https://example.invalid/itsp/cluster/docs/sizing.md
 """
 
 EXAMPLES = r"""

@@ -56,7 +56,8 @@ ROLES = ("proxy", "media", "combined")
 # Every default below is an assumption unless it says "documented"; the `assumptions` list in
 # the module result repeats them with the values actually used.
 DEFAULT_CALIBRATION = {
-    # Kamailio CPU. LAB.md: a stateless Kamailio on 2 shared cores answered ~10k OPTIONS/s
+    # Kamailio CPU. Measured in the lab (bench/bench_cluster.py): a stateless Kamailio on 2 shared
+    # cores answered ~10k OPTIONS/s
     # (with SIPp on the same cores) and ran REGISTER at 5k/s clean, usrloc in memory, no auth.
     "kamailio_options_per_vcpu": 5000,
     # REGISTER at 2.5k/s per vCPU (lab), halved: digest auth makes each registration two

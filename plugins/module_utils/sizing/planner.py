@@ -149,7 +149,8 @@ class SizingManager:
             f"{c['kamailio_registrations_per_vcpu']} registrations (digest auth), "
             f"{c['kamailio_options_per_vcpu']} OPTIONS; TLS costs x{c['kamailio_tls_cpu_factor']}; a "
             f"DMQ-replicated contact costs {c['kamailio_replication_cost']} of a REGISTER. The OPTIONS and "
-            "REGISTER rates come from this project's lab (LAB.md: ~10k OPTIONS/s and 5k REGISTER/s on 2 "
+            "REGISTER rates come from this project's lab (bench/bench_cluster.py: ~10k OPTIONS/s and 5k "
+            "REGISTER/s on 2 "
             "shared cores); the call figure is an estimate: calibrate with SIPp.",
             f"Every proxy node holds the whole location table (dmq_usrloc full replication): "
             f"{c['contact_bytes']} bytes per contact; dialogs {c['dialog_bytes']} bytes, transactions "
