@@ -36,7 +36,7 @@ def lab_exec(name, *cmd, timeout=20):
 
 def contacts(name):
     out = lab_exec(name, "kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", "stats.get_statistics",
-                   "usrloc:location_contacts")
+                   "location_contacts")
     try:
         return int(out.rsplit("=", 1)[1])
     except (IndexError, ValueError):
