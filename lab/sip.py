@@ -105,11 +105,12 @@ def _credentials(auth):
 
 
 def register(proxy, user, domain, contact_port, port=5060, local_port=5071, timeout=8, source=PUBLIC_CLIENT,
-             auth=None):
+             auth=None, expires=300):
     """REGISTER user@domain with a Contact on contact_port; auth=(user, password) answers a 401."""
     scenario = "register_auth.xml" if auth else "register.xml"
     return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, scenario), "-m", "1",
                   "-s", user, "-key", "domain", domain, "-key", "contact_port", str(contact_port),
+                  "-key", "expires", str(expires),
                   "-i", source, "-p", str(local_port)] + _credentials(auth), timeout)
 
 

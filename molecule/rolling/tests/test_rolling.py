@@ -101,7 +101,8 @@ class Load:
         self.proxies, self.procs, self.timeout = proxies, {}, seconds + hold + 40
         calls = int(rate * seconds)
         uas_port = 5080 + tag
-        reg = sip.register(pub("proxy1"), f"callee{tag}", pub("proxy1"), contact_port=uas_port, local_port=5071)
+        reg = sip.register(pub("proxy1"), f"callee{tag}", pub("proxy1"), contact_port=uas_port, local_port=5071,
+                           expires=3600)
         assert reg.ok, reg.stdout[-500:]
         self.uas = self._sipp(["-sf", os.path.join(SIPP, "uas_rtp.xml"), "-p", str(uas_port), "-mi", sip.PUBLIC_CLIENT,
                                "-mp", str(40000 + tag * 100), "-rtp_echo", "-m", str(calls * len(proxies))])
@@ -223,7 +224,8 @@ def test_drain_passes_new_calls_on_and_status_shows_it(population):
         # A new call that still reaches the draining proxy goes through an active peer, which
         # record-routes itself: the draining proxy keeps none of it.
         with sip.Uas(port=5087, calls=1) as uas:
-            assert sip.register(pub("proxy1"), "drainee", pub("proxy1"), contact_port=5087, local_port=5077).ok
+            assert sip.register(pub("proxy1"), "drainee", pub("proxy1"), contact_port=5087, local_port=5077,
+                                expires=3600).ok
             call = sip.call(pub("proxy2"), "drainee", pub("proxy2"), local_port=5076)
             got = uas.finish()
         invite = sip.relayed_invite(got)
@@ -291,9 +293,10 @@ def test_relay_change_rolls_the_relays_and_calls_keep_their_media(population):
 
 def test_a_node_failing_its_check_stops_the_roll(population):
     # proxy2 will not answer its own health check after the restart (a fault injected for the test).
-    fault = ("table ip itsp_test_fault { chain input { type filter hook input priority -10; "
-             "ip saddr 198.18.0.12 udp dport 5060 drop; } }")
-    lab_exec("proxy2", "nft", fault)
+    fault = ("table ip itsp_test_fault {\n chain input {\n  type filter hook input priority -10;\n"
+             "  ip saddr 198.18.0.12 udp dport 5060 drop\n }\n}\n")
+    lab_exec("proxy2", "sh", "-c", f"printf '{fault}' | nft -f -")
+    assert "itsp_test_fault" in lab_exec("proxy2", "nft", "list", "tables")
     proxy3_before = service_state("proxy3", "kamailio")[0]
     try:
         rc, failures = converge("kamailio", {"kamailio_log_level": 1})
