@@ -179,6 +179,24 @@ def dispatcher_changes(results, uri, active):
     return changes
 
 
+DLG_IFLAG_DMQ_SYNC = 64  # dialog module: the dialog came from a peer over DMQ
+
+
+def own_calls(dialogs):
+    """Calls this proxy set up and still carries, from a ``dlg.list`` RPC result: dialogs not yet
+    deleted (state 1-4) that did not come from a peer over DMQ. (Profile counts are not used: a
+    peer's replicated and deleted dialogs can leave them behind.)"""
+    count = 0
+    for dialog in dialogs or []:
+        try:
+            state, iflags = int(dialog.get("state", 5)), int(dialog.get("iflags", 0))
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if 1 <= state <= 4 and not iflags & DLG_IFLAG_DMQ_SYNC:
+            count += 1
+    return count
+
+
 def proxy_topology(hostvars, groups, me, cluster_group="kamailio", relay_group="rtpengine",
                    relays=None, dmq_peers=None, sets=None, cluster_set=None):
     """Everything a proxy needs to know about the others, as one dict.
@@ -230,5 +248,6 @@ class FilterModule:
             "firewall_openings": firewall_openings,
             "dispatcher_states": dispatcher_states,
             "dispatcher_changes": dispatcher_changes,
+            "own_calls": own_calls,
             "proxy_topology": proxy_topology,
         }

@@ -164,3 +164,14 @@ def test_in_service_leaves_out_the_retired_hosts():
     assert in_service({"kamailio": ["proxy1"]}) == {"kamailio": ["proxy1"]}
     assert proxy_topology(HOSTVARS, in_service(dict(GROUPS, retired=["proxy3"])), "proxy1")["cluster"] == [
         "198.18.0.11", "198.18.0.12"]
+
+
+def test_own_calls_counts_live_local_dialogs_only():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import own_calls
+
+    dialogs = [{"state": 4, "iflags": 0}, {"state": 2, "iflags": 0},  # confirmed, early: ours
+               {"state": 4, "iflags": 64},                            # a peer's, replicated over DMQ
+               {"state": 5, "iflags": 0}, {"state": 5, "iflags": 64},  # deleted
+               {"state": "x"}]
+    assert own_calls(dialogs) == 2
+    assert own_calls(None) == 0
