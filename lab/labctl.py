@@ -565,6 +565,10 @@ def up_host(h, pubkey):
         fh.write(name + "\n")
     with open(os.path.join(root, "etc/hosts"), "w") as fh:
         fh.write(f"127.0.0.1 localhost\n{h['private_ipv4']} {name}\n")
+    # apt-cacher-ng can leave a request hanging when several hosts ask for the same index at once:
+    # give up on a silent connection and retry rather than wait forever.
+    with open(os.path.join(root, "etc/apt/apt.conf.d/02itsp-lab-retries"), "w") as fh:
+        fh.write('Acquire::http::Timeout "20";\nAcquire::Retries "3";\n')
     os.makedirs(os.path.join(root, "root/.ssh"), mode=0o700, exist_ok=True)
     with open(os.path.join(root, "root/.ssh/authorized_keys"), "w") as fh:
         fh.write(pubkey)
