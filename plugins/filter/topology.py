@@ -179,6 +179,20 @@ def dispatcher_changes(results, uri, active):
     return changes
 
 
+def relay_changes(results, url, disabled):
+    """From the registered results of an ``rtpengine.show all`` loop over proxies: the proxies whose
+    relay set lists ``url`` in the other state. "1(permanent)" is an operator's disable; a plain 1
+    is the module's own (a failed ping, rechecked), which counts as enabled here."""
+    changes = []
+    for res in results or []:
+        entries = res.get("result") if isinstance(res.get("result"), list) else []
+        for entry in entries:
+            listed = isinstance(entry, dict) and entry.get("url") == url
+            if listed and (str(entry.get("disabled")) == "1(permanent)") != bool(disabled):
+                changes.append(res.get("item"))
+    return changes
+
+
 DLG_IFLAG_DMQ_SYNC = 64  # dialog module: the dialog came from a peer over DMQ
 
 
@@ -249,5 +263,6 @@ class FilterModule:
             "dispatcher_states": dispatcher_states,
             "dispatcher_changes": dispatcher_changes,
             "own_calls": own_calls,
+            "relay_changes": relay_changes,
             "proxy_topology": proxy_topology,
         }

@@ -175,3 +175,16 @@ def test_own_calls_counts_live_local_dialogs_only():
                {"state": "x"}]
     assert own_calls(dialogs) == 2
     assert own_calls(None) == 0
+
+
+def test_relay_changes_only_where_the_relay_is_listed_in_the_other_state():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import relay_changes
+
+    url = "udp:198.18.0.21:2223"
+    results = [{"item": "proxy1", "result": [{"url": url, "disabled": 0}]},
+               {"item": "proxy2", "result": [{"url": url, "disabled": "1(permanent)"}]},
+               {"item": "proxy3", "result": [{"url": "udp:127.0.0.1:2223", "disabled": 0}]},  # its own relay only
+               {"item": "proxy4", "result": [{"url": url, "disabled": 1}]},  # the module's own, rechecked
+               {"item": "proxy5", "failed": True, "error": {"message": "Method Not Found"}}]
+    assert relay_changes(results, url, disabled=True) == ["proxy1", "proxy4"]
+    assert relay_changes(results, url, disabled=False) == ["proxy2"]
