@@ -59,7 +59,9 @@ def main():
                 "sipdb_password": db_password, "sipdb_realm": REALM, "sipdb_subscribers": subscribers}}})
         users = os.path.join(work, "users.csv")
         with open(users, "w") as fh:
-            fh.write("SEQUENTIAL\n" + "".join(f"bench{i:05d};{password(i)};\n" for i in range(a.users)))
+            # field1 is SIPp's whole keyword: it does not expand [fieldN] inside [authentication ...].
+            fh.write("SEQUENTIAL\n" + "".join(f"bench{i:05d};[authentication username=bench{i:05d} "
+                                               f"password={password(i)}];\n" for i in range(a.users)))
         try:
             subprocess.run(LABCTL + ["up", "--spec", spec], check=True, capture_output=True, timeout=900)
             took, _ = site(os.path.join(work, "hosts.yml"))

@@ -14,6 +14,8 @@ SSH_KEY = "/var/cache/itsp-cluster/lab/ssh/id_ed25519"
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from lab.load import sipp_counts  # noqa: E402,F401 (re-exported for the benches)
+
 
 def timed(cmd, **kw):
     t0 = time.monotonic()
@@ -68,13 +70,6 @@ def cpu_seconds(address, process):
         fields = line.rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def sipp_counts(output):
-    """(successful, failed) calls from SIPp's final statistics screen."""
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
 
 
 def pub_sipp(args, timeout):

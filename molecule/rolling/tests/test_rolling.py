@@ -3,24 +3,22 @@ hundred registered users while site.yml rolls changes. Failed calls and registra
 counted on every node; the negative control (everything at once, no drain) must lose some.
 The tests run in file order and share the cluster."""
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import pytest
 import yaml
-from testlib import LAST_RUN, PROJECT, ansible_host, converge, platforms, sip
+from testlib import LAST_RUN, ansible_host, converge, platforms, sip
+
+from lab import load
+from lab.load import Watch, contacts, lab_exec, service_state
 
 P = platforms()
 PROXIES = ["proxy1", "proxy2", "proxy3"]
 RELAYS = ["media1", "media2"]
 USERS = 200
-LABCTL = os.path.join(PROJECT, "lab", "labctl.py")
 SIPP = sip.SIPP_DIR
 
 
@@ -28,133 +26,12 @@ def pub(name):
     return P[name]["public_ipv4"]
 
 
-def lab_exec(name, *cmd, timeout=20):
-    res = subprocess.run([sys.executable, LABCTL, "exec", name, "--", *cmd], capture_output=True, text=True,
-                         timeout=timeout, check=False)
-    return res.stdout.strip()
-
-
-def contacts(name):
-    out = lab_exec(name, "kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl", "stats.get_statistics",
-                   "location_contacts")
-    try:
-        return int(out.rsplit("=", 1)[1])
-    except (IndexError, ValueError):
-        return -1  # not answering: down
-
-
 def all_contacts():
     return {n: contacts(n) for n in PROXIES}
 
 
-def service_state(name, unit):
-    out = lab_exec(name, "systemctl", "show", "-p", "MainPID", "-p", "ActiveState", unit)
-    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return int(fields.get("MainPID", "0") or 0), fields.get("ActiveState", "?")
-
-
-class Watch(threading.Thread):
-    """Samples each node's main PID and state (about 3 times a second) while a change rolls."""
-
-    def __init__(self, nodes, unit):
-        super().__init__(daemon=True)
-        self.nodes, self.unit, self.samples, self.done = nodes, unit, [], threading.Event()
-
-    def run(self):
-        deadline = time.monotonic() + 900
-        while not self.done.is_set() and time.monotonic() < deadline:
-            t = time.monotonic()
-            self.samples.append((t, {n: service_state(n, self.unit) for n in self.nodes}))
-            time.sleep(0.2)
-
-    def stop(self):
-        self.done.set()
-        self.join(timeout=30)
-
-    def pids(self, node):
-        seen = []
-        for _, states in self.samples:
-            pid = states[node][0]
-            if pid and (not seen or seen[-1] != pid):
-                seen.append(pid)
-        return seen
-
-    def changed_at(self, node):
-        """When the node's new PID was first seen."""
-        first = self.pids(node)[0]
-        for t, states in self.samples:
-            if states[node][0] not in (0, first):
-                return t
-        return None
-
-    def most_down_at_once(self):
-        return max((sum(1 for pid, state in states.values() if not pid or state != "active")
-                    for _, states in self.samples), default=0)
-
-
-class Load:
-    """Bounded SIPp traffic from the public side: calls with RTP (G.711 pcap, echoed by the
-    callee) through each proxy given, `rate` calls/s each, held `hold` s, for at most `seconds`.
-    The callee (user "callee") is registered at proxy1 and replicated to the others."""
-
-    def __init__(self, proxies, seconds, rate=1, hold=4, tag=0):
-        self.proxies, self.procs, self.timeout = proxies, {}, seconds + hold + 40
-        calls = int(rate * seconds)
-        uas_port = 5080 + tag
-        reg = sip.register(pub("proxy1"), f"callee{tag}", pub("proxy1"), contact_port=uas_port, local_port=5071,
-                           expires=3600)
-        assert reg.ok, reg.stdout[-500:]
-        self.uas = self._sipp(["-sf", os.path.join(SIPP, "uas_rtp.xml"), "-p", str(uas_port), "-mi", sip.PUBLIC_CLIENT,
-                               "-mp", str(40000 + tag * 100), "-rtp_echo", "-m", str(calls * len(proxies))])
-        time.sleep(0.5)
-        for i, name in enumerate(proxies):
-            self.procs[name] = self._sipp([
-                f"{pub(name)}:5060", "-sf", os.path.join(SIPP, "uac_rtp.xml"), "-s", f"callee{tag}",
-                "-p", str(5090 + i + tag * 10), "-mi", sip.PUBLIC_CLIENT, "-mp", str(42000 + i * 2000 + tag * 100),
-                "-r", str(rate), "-m", str(calls), "-l", str(int(rate * hold) + 5), "-d", str(hold * 1000)])
-
-    def _sipp(self, args):
-        cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(self.timeout), "sipp", "-nd",
-               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", "15000",
-               "-timeout", f"{self.timeout - 5}s", "-timeout_error", *args]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-
-    def stop(self):
-        """Stop placing calls; the calls in progress finish (SIPp's soft exit)."""
-        for proc in self.procs.values():
-            for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
-                                      check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGUSR1)
-
-    def finish(self):
-        out = {}
-        for name, proc in self.procs.items():
-            stdout, _ = proc.communicate(timeout=self.timeout + 20)
-            ok, failed = _counts(stdout)
-            out[name] = {"ok": ok, "failed": failed, "tail": stdout[-600:]}
-        self.stop_uas()
-        return out
-
-    def stop_uas(self):
-        for pid in subprocess.run(["pgrep", "-P", str(self.uas.pid)], capture_output=True, text=True,
-                                  check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGUSR1)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.uas.communicate(timeout=20)
-        if self.uas.poll() is None:
-            self.uas.kill()
-            self.uas.communicate()
-
-
-def _counts(output):
-    import re
-
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
+def Load(proxies, seconds, rate=1, hold=4, tag=0):  # noqa: N802 (stands for the class)
+    return load.Load({n: pub(n) for n in proxies}, pub("proxy1"), seconds, rate=rate, hold=hold, tag=tag)
 
 
 def register_population():

@@ -1,0 +1,160 @@
+"""Bounded live traffic and service watching for operations under load (tests and benches).
+
+    Load    SIPp calls with RTP (G.711, echoed by the callee) through chosen proxies from the lab's
+            public side, `rate` calls/s each, held `hold` s, for at most `seconds`; counts completed
+            and failed calls per proxy
+    Watch   samples each node's main PID and state (~3 times a second) while a change runs
+    contacts / service_state / lab_exec   one node's registrations, a unit's PID and state, a command
+
+Shared by molecule/rolling (and the other operations scenarios) and bench/, so a bench never
+imports from tests. Every process is bounded: SIPp by -m, -timeout and an outer `timeout -s INT`.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from lab import sip
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LABCTL = os.path.join(HERE, "labctl.py")
+KAMCTL = ("kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl")
+
+
+def lab_exec(name, *cmd, timeout=20):
+    """Run a command on a lab host (through the lab's nsenter); its stdout, stripped."""
+    res = subprocess.run([sys.executable, LABCTL, "exec", name, "--", *cmd], capture_output=True, text=True,
+                         timeout=timeout, check=False)
+    return res.stdout.strip()
+
+
+def contacts(name):
+    """Registrations (usrloc contacts) a proxy holds; -1 when it does not answer (down)."""
+    out = lab_exec(name, *KAMCTL, "stats.get_statistics", "location_contacts")
+    try:
+        return int(out.rsplit("=", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def service_state(name, unit):
+    """(main PID, ActiveState) of a systemd unit on a lab host."""
+    out = lab_exec(name, "systemctl", "show", "-p", "MainPID", "-p", "ActiveState", unit)
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return int(fields.get("MainPID", "0") or 0), fields.get("ActiveState", "?")
+
+
+class Watch(threading.Thread):
+    """Samples each node's main PID and state (about 3 times a second) while a change rolls."""
+
+    def __init__(self, nodes, unit):
+        super().__init__(daemon=True)
+        self.nodes, self.unit, self.samples, self.done = nodes, unit, [], threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + 900
+        while not self.done.is_set() and time.monotonic() < deadline:
+            t = time.monotonic()
+            self.samples.append((t, {n: service_state(n, self.unit) for n in self.nodes}))
+            time.sleep(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=30)
+
+    def pids(self, node):
+        seen = []
+        for _, states in self.samples:
+            pid = states[node][0]
+            if pid and (not seen or seen[-1] != pid):
+                seen.append(pid)
+        return seen
+
+    def changed_at(self, node):
+        """When the node's new PID was first seen."""
+        first = self.pids(node)[0]
+        for t, states in self.samples:
+            if states[node][0] not in (0, first):
+                return t
+        return None
+
+    def most_down_at_once(self):
+        return max((sum(1 for pid, state in states.values() if not pid or state != "active")
+                    for _, states in self.samples), default=0)
+
+
+def sipp_counts(output):
+    """(successful, failed) calls from SIPp's final statistics screen; failed is -1 if none printed."""
+    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
+
+
+def _children(pid):
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+
+
+def _soft_stop(proc):
+    """SIPp's soft exit (SIGUSR1 to sipp under `timeout`): no new calls, the calls in progress finish."""
+    for pid in _children(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGUSR1)
+
+
+class Load:
+    """Bounded SIPp traffic from the public side: calls with RTP through each proxy in `addresses`
+    ({name: public address}), `rate` calls/s each, held `hold` s, for at most `seconds`.
+    The callee (user "callee<tag>") is registered at `registrar` and replicated to the others."""
+
+    def __init__(self, addresses, registrar, seconds, rate=1, hold=4, tag=0):
+        self.procs, self.timeout = {}, seconds + hold + 40
+        self.attempted = {}
+        calls = int(rate * seconds)
+        uas_port = 5080 + tag
+        reg = sip.register(registrar, f"callee{tag}", registrar, contact_port=uas_port, local_port=5071,
+                           expires=3600)
+        assert reg.ok, reg.stdout[-500:]
+        self.uas = self._sipp(["-sf", os.path.join(sip.SIPP_DIR, "uas_rtp.xml"), "-p", str(uas_port),
+                               "-mi", sip.PUBLIC_CLIENT, "-mp", str(40000 + tag * 100), "-rtp_echo",
+                               "-m", str(calls * len(addresses))])
+        time.sleep(0.5)
+        for i, (name, address) in enumerate(addresses.items()):
+            self.procs[name] = self._sipp([
+                f"{address}:5060", "-sf", os.path.join(sip.SIPP_DIR, "uac_rtp.xml"), "-s", f"callee{tag}",
+                "-p", str(5090 + i + tag * 10), "-mi", sip.PUBLIC_CLIENT, "-mp", str(42000 + i * 2000 + tag * 100),
+                "-r", str(rate), "-m", str(calls), "-l", str(int(rate * hold) + 5), "-d", str(hold * 1000)])
+
+    def _sipp(self, args):
+        cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(self.timeout), "sipp", "-nd",
+               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", "15000",
+               "-timeout", f"{self.timeout - 5}s", "-timeout_error", *args]
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def stop(self):
+        """Stop placing calls; the calls in progress finish."""
+        for proc in self.procs.values():
+            _soft_stop(proc)
+
+    def finish(self):
+        """{proxy: {"ok", "failed", "tail"}} once every caller has ended."""
+        out = {}
+        for name, proc in self.procs.items():
+            stdout, _ = proc.communicate(timeout=self.timeout + 20)
+            ok, failed = sipp_counts(stdout)
+            out[name] = {"ok": ok, "failed": failed, "tail": stdout[-600:]}
+        self.stop_uas()
+        return out
+
+    def stop_uas(self):
+        _soft_stop(self.uas)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.uas.communicate(timeout=20)
+        if self.uas.poll() is None:
+            self.uas.kill()
+            self.uas.communicate()
