@@ -16,6 +16,10 @@ if ROOT not in sys.path:
 
 from lab.load import sipp_counts  # noqa: E402,F401 (re-exported for the benches)
 
+# The playbooks name the collection's modules and roles (itsp.cluster.*): a fresh clone needs the
+# link that makes this checkout that collection (scripts/bootstrap.sh makes it too).
+subprocess.run([os.path.join(ROOT, "scripts", "collection-path.sh")], check=True)
+
 
 def timed(cmd, **kw):
     t0 = time.monotonic()
