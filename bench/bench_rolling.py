@@ -76,13 +76,14 @@ def drain_time(work, address, hold, calls=3):
     """Calls held `hold` s through proxy1, then a drain of proxy1 timed until the play returns."""
     traffic = load.Load({"proxy1": address}, address, seconds=calls, rate=1, hold=hold, tag=3)
     time.sleep(calls + 1)
+    up = load.lab_exec("proxy1", *load.KAMCTL, "dlg.stats_active").replace("\n", " ")
     started = time.monotonic()
     timed(["ansible-playbook", "-i", work, "playbooks/drain.yml", "-l", "proxy1",
            "-e", json.dumps({"sip_node_state": "drained", "sip_node_drain_timeout": hold + 60})])
     took = time.monotonic() - started
     results = traffic.finish()
     timed(["ansible-playbook", "-i", work, "playbooks/drain.yml", "-l", "proxy1", "-e", "sip_node_state=active"])
-    return took, results["proxy1"]
+    return took, results["proxy1"], up
 
 
 def bench_size(n, a):
@@ -113,9 +114,10 @@ def bench_size(n, a):
             lines.append(f"N={n}: contacts before {before} after {after}")
             if n == a.sizes[0]:
                 for hold in a.holds:
-                    took, r = drain_time(work, names["proxy1"], hold)
+                    took, r, up = drain_time(work, names["proxy1"], hold)
                     lines.append(f"N={n}: drain of proxy1 with calls held {hold:>3} s in progress: {took:.0f} s "
-                                 f"(its calls: {r['ok']} completed, {r['failed']} failed)")
+                                 f"(its calls: {r['ok']} completed, {r['failed']} failed; "
+                                 f"dialogs when the drain began: {up})")
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     return lines

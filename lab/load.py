@@ -112,8 +112,7 @@ class Load:
     The callee (user "callee<tag>") is registered at `registrar` and replicated to the others."""
 
     def __init__(self, addresses, registrar, seconds, rate=1, hold=4, tag=0):
-        self.procs, self.timeout = {}, seconds + hold + 40
-        self.attempted = {}
+        self.procs, self.timeout, self.hold = {}, seconds + hold + 40, hold
         calls = int(rate * seconds)
         uas_port = 5080 + tag
         reg = sip.register(registrar, f"callee{tag}", registrar, contact_port=uas_port, local_port=5071,
@@ -130,8 +129,10 @@ class Load:
                 "-r", str(rate), "-m", str(calls), "-l", str(int(rate * hold) + 5), "-d", str(hold * 1000)])
 
     def _sipp(self, args):
+        # The callee waits a whole hold for the BYE: its receive timeout must outlast the hold.
+        recv_ms = max(15000, (self.hold + 15) * 1000)
         cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(self.timeout), "sipp", "-nd",
-               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", "15000",
+               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", str(recv_ms),
                "-timeout", f"{self.timeout - 5}s", "-timeout_error", *args]
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
