@@ -78,9 +78,11 @@ def drain_time(work, address, hold, calls=3):
     time.sleep(calls + 1)
     up = load.lab_exec("proxy1", *load.KAMCTL, "dlg.stats_active").replace("\n", " ")
     started = time.monotonic()
-    timed(["ansible-playbook", "-i", work, "playbooks/drain.yml", "-l", "proxy1",
-           "-e", json.dumps({"sip_node_state": "drained", "sip_node_drain_timeout": hold + 60})])
+    _, res = timed(["ansible-playbook", "-i", work, "playbooks/drain.yml", "-l", "proxy1",
+                    "-e", json.dumps({"sip_node_state": "drained", "sip_node_drain_timeout": hold + 60})])
     took = time.monotonic() - started
+    waited = res.stdout.count("FAILED - RETRYING: [proxy1]: Wait for the proxy's own calls to end")
+    up += f", drain polls {waited}"
     results = traffic.finish()
     timed(["ansible-playbook", "-i", work, "playbooks/drain.yml", "-l", "proxy1", "-e", "sip_node_state=active"])
     return took, results["proxy1"], up
