@@ -193,20 +193,22 @@ def relay_changes(results, url, disabled):
     return changes
 
 
-DLG_IFLAG_DMQ_SYNC = 64  # dialog module: the dialog came from a peer over DMQ
 
 
 def own_calls(dialogs):
     """Calls this proxy set up and still carries, from a ``dlg.list`` RPC result: dialogs not yet
-    deleted (state 1-4) that did not come from a peer over DMQ. (Profile counts are not used: a
-    peer's replicated and deleted dialogs can leave them behind.)"""
+    deleted (state 1-4) bound to one of this proxy's sockets. A dialog a peer replicated over DMQ
+    has no socket here (``caller.socket`` is null); the ``iflags`` DMQ bit cannot tell them apart,
+    since Kamailio sets it on its own replicated dialogs too. (Profile counts are not used: a peer's
+    replicated and deleted dialogs can leave them behind.)"""
     count = 0
     for dialog in dialogs or []:
         try:
-            state, iflags = int(dialog.get("state", 5)), int(dialog.get("iflags", 0))
+            state = int(dialog.get("state", 5))
+            socket = (dialog.get("caller") or {}).get("socket")
         except (TypeError, ValueError, AttributeError):
             continue
-        if 1 <= state <= 4 and not iflags & DLG_IFLAG_DMQ_SYNC:
+        if 1 <= state <= 4 and socket:
             count += 1
     return count
 

@@ -120,6 +120,52 @@ def test_drain_passes_new_calls_on_and_status_shows_it(population):
     assert sip.request(pub("proxy2"), pub("proxy2"), method="OPTIONS")["final"] == 200
 
 
+def _drain(name, timeout):
+    started = time.monotonic()
+    rc, failures = converge(name, {"sip_node_state": "drained", "sip_node_drain_timeout": timeout},
+                            playbook="playbooks/drain.yml")
+    return rc, failures, time.monotonic() - started
+
+
+def _undrain(name):
+    rc, failures = converge(name, {"sip_node_state": "active"}, playbook="playbooks/drain.yml")
+    assert rc == 0, failures
+
+
+def test_drain_waits_for_the_proxys_own_calls_only_and_stops_at_its_bound(population):
+    hold = 14
+    calls = Load(["proxy2"], seconds=2, rate=1, hold=hold, tag=4)  # 2 calls through proxy2, held 14 s
+    time.sleep(4)
+    try:
+        # proxy3 holds only replicas of proxy2's calls (DMQ): nothing of its own to wait for.
+        rc, failures, replica_only = _drain("proxy3", 60)
+        assert rc == 0, failures
+        _undrain("proxy3")
+        rc, failures, took = _drain("proxy2", 60)
+    finally:
+        results = calls.finish()
+    _undrain("proxy2")
+    print(f"drain of proxy3 (replicas only): {replica_only:.1f} s; drain of proxy2 with 2 calls held {hold} s "
+          f"(started ~4 s before): {took:.1f} s; its calls {results}")
+    assert rc == 0, failures
+    assert results["proxy2"]["ok"] == 2 and results["proxy2"]["failed"] == 0, results
+    # The drain returned only once its calls had ended: their hold had ~8 s left when it began.
+    assert took >= 6, took
+    assert replica_only < took, (replica_only, took)
+    # At the bound, the calls still up are named and the run stops (sip_node_drain_timeout_action: fail).
+    calls = Load(["proxy2"], seconds=1, rate=1, hold=20, tag=4)
+    time.sleep(2)
+    try:
+        rc, failures, took = _drain("proxy2", 4)
+    finally:
+        results = calls.finish()
+        _undrain("proxy2")
+    print(f"drain bound 4 s with a call held 20 s: rc {rc} after {took:.1f} s: {failures}; the call {results}")
+    assert rc != 0 and failures and "proxy2 still has 1 call(s) after sip_node_drain_timeout=4 s" in failures[0], \
+        failures
+    assert results["proxy2"]["ok"] == 1, results  # failing the run cuts nothing
+
+
 def test_restart_change_rolls_the_proxies_one_at_a_time(population):
     watch = Watch(PROXIES, "kamailio")
     watch.start()

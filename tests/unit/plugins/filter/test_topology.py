@@ -169,11 +169,17 @@ def test_in_service_leaves_out_the_retired_hosts():
 def test_own_calls_counts_live_local_dialogs_only():
     from ansible_collections.itsp.cluster.plugins.filter.topology import own_calls
 
-    dialogs = [{"state": 4, "iflags": 0}, {"state": 2, "iflags": 0},  # confirmed, early: ours
-               {"state": 4, "iflags": 64},                            # a peer's, replicated over DMQ
-               {"state": 5, "iflags": 0}, {"state": 5, "iflags": 64},  # deleted
-               {"state": "x"}]
-    assert own_calls(dialogs) == 2
+    # As Kamailio 5.6 lists them (dlg.list) with enable_dmq: its own dialogs carry the DMQ iflag
+    # (64) too once replicated; only the socket tells a peer's replica (null) from its own.
+    ours = {"socket": "udp:198.18.0.11:5060", "tag": "a"}
+    replica = {"socket": None, "tag": "b"}
+    dialogs = [{"state": 4, "iflags": 64, "caller": ours}, {"state": 2, "iflags": 0, "caller": ours},
+               {"state": 3, "iflags": 64, "caller": ours},                     # confirmed, no ACK yet
+               {"state": 4, "iflags": 64, "caller": replica},                  # a peer's call
+               {"state": 5, "iflags": 64, "caller": ours},                     # deleted
+               {"state": 4, "iflags": 64, "caller": None}, {"state": 4},       # no leg data
+               {"state": "x", "caller": ours}, "garbage"]
+    assert own_calls(dialogs) == 3
     assert own_calls(None) == 0
 
 
