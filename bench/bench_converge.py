@@ -4,6 +4,7 @@ asserts nothing.
 
     flock /run/itsp-lab.lock .venv/bin/python bench/bench_converge.py [--runs 2] [--keep]   # as root
     .venv/bin/python bench/bench_converge.py --no-up --keep      # a lab you already hold the lock for
+    ... --variants as-is no-ssh-compression mitogen --mitogen DIR  # compare settings, runs interleaved
 
 Builds the lab of --inventory (default inventories/lab: 4 proxies, 1 media host) with
 lab/playbooks/lab.yml (lab up + site.yml + report, timed as the first converge), then runs
@@ -29,15 +30,31 @@ from benchlib import LABCTL, ROOT, changed_total
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
 
 
-def playbook(inventory, play, profile, extra=()):
+def variant_env(name, mitogen):
+    """Settings a no-op run is tried with: the checkout's ansible.cfg as it is, or one change to it."""
+    if name == "as-is":
+        return {}
+    if name == "no-ssh-compression":  # ansible's default ssh_args less -C, a longer ControlPersist
+        return {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=300s"}
+    if name == "mitogen":  # opt-in, controller side only: mitogen installed in --mitogen DIR
+        return {"PYTHONPATH": mitogen, "ANSIBLE_STRATEGY": "mitogen_linear",
+                "ANSIBLE_STRATEGY_PLUGINS": os.path.join(mitogen, "ansible_mitogen", "plugins", "strategy")}
+    raise ValueError(name)
+
+
+def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
-               ANSIBLE_CALLBACKS_ENABLED="itsp_profile", ITSP_PROFILE_OUT=profile)
+               ANSIBLE_CALLBACKS_ENABLED="itsp_profile", ITSP_PROFILE_OUT=profile, **(env_extra or {}))
     t0 = time.monotonic()
     res = subprocess.run(["ansible-playbook", "-i", inventory, play, *extra], cwd=ROOT, env=env, text=True,
                          capture_output=True, check=False, timeout=3600)
     wall = time.monotonic() - t0
     if res.returncode != 0:
-        sys.exit(f"bench: {play} failed after {wall:.1f} s:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+        message = f"bench: {play} failed after {wall:.1f} s:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
+        if fatal:
+            sys.exit(message)
+        print(message)
+        return wall, None, None
     with open(profile) as fh:
         return wall, changed_total(res.stdout), json.load(fh)
 
@@ -79,9 +96,16 @@ def main():
     p.add_argument("--no-up", action="store_true", help="use the lab that is up; no first converge")
     p.add_argument("--keep", action="store_true", help="leave the lab up (tear it down yourself, under the lock)")
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--variants", nargs="+", default=["as-is"],
+                   choices=["as-is", "no-ssh-compression", "mitogen"],
+                   help="no-op runs are repeated for each, interleaved (so load on the machine hits all alike)")
+    p.add_argument("--mitogen", help="directory mitogen is installed in (pip install --target DIR mitogen)")
+    p.add_argument("--save", help="directory to keep each run's profile JSON in")
     a = p.parse_args()
     if not 1 <= a.runs <= 5:
         p.error("--runs must be 1..5")
+    if "mitogen" in a.variants and not a.mitogen:
+        p.error("--variants mitogen needs --mitogen DIR")
     with tempfile.TemporaryDirectory(prefix="bench-converge-") as work:
         try:
             if not a.no_up:
@@ -90,12 +114,25 @@ def main():
                 build = sum(t["wall"] for t in prof["tasks"] if t["play"] == "Bring the lab up")
                 print(f"first converge: {wall:.1f} s wall (lab build {build:.1f} s, site.yml and report "
                       f"{wall - build:.1f} s), changed={changed}")
+            walls, last = {v: [] for v in a.variants}, {}
             for run in range(1, a.runs + 1):
-                wall, changed, prof = playbook(a.inventory, "site.yml", os.path.join(work, f"noop{run}.json"))
-                print(f"no-op converge {run}: {wall:.1f} s wall, changed={changed}"
-                      + ("" if changed == 0 else "  (NOT a no-op: something changed)"))
-            print(f"where the last no-op run's {prof['total']:.1f} s went:")
-            breakdown(prof, a.top)
+                for variant in a.variants:
+                    out = os.path.join(a.save or work, f"noop-{variant}-{run}.json")
+                    wall, changed, prof = playbook(a.inventory, "site.yml", out,
+                                                   env_extra=variant_env(variant, a.mitogen), fatal=False)
+                    if prof is None:
+                        continue
+                    walls[variant].append(wall)
+                    last[variant] = prof
+                    print(f"no-op converge {run} ({variant}): {wall:.1f} s wall, changed={changed}"
+                          + ("" if changed == 0 else "  (NOT a no-op: something changed)"), flush=True)
+            for variant, values in walls.items():
+                if values:
+                    print(f"no-op converge, {variant}: best {min(values):.1f} s, median "
+                          f"{sorted(values)[len(values) // 2]:.1f} s over {len(values)} runs")
+            for variant, prof in last.items():
+                print(f"where the last no-op run ({variant}) spent its {prof['total']:.1f} s:")
+                breakdown(prof, a.top)
         finally:
             if not a.keep:
                 subprocess.run(LABCTL + ["down"], capture_output=True, check=False)

@@ -2,9 +2,10 @@
 """What DMQ replication puts on the wire, per registration, per call and per second idle: prints
 figures for the growth model (docs/scaling.md, instance_size's calibration), asserts nothing.
 
-    flock /run/itsp-lab.lock .venv/bin/python bench/bench_dmq_wire.py [--users 2000] [--rate 200] [--calls 200]
+    flock /run/itsp-lab.lock .venv/bin/python bench/bench_dmq_wire.py [--nodes 3] [--users 2000] [--rate 200]
+        [--calls 200] [--json FILE]
 
-Lab: proxy1, proxy2, proxy3 of the kamailio role (dmq_usrloc + dialog replication, full mesh,
+Lab: --nodes proxies (proxy1, proxy2, ...) of the kamailio role (dmq_usrloc + dialog replication, full mesh,
 rtpengine off, the benchmark client trusted so pike and the rate limit stay out of the way).
 A stdlib packet counter (bench/dmq_sniff.py) runs in proxy1's and proxy2's namespaces while
   1. nothing happens (DMQ peer pings only),
@@ -29,7 +30,7 @@ from benchlib import LABCTL, ROOT, cpu_seconds, pub_sipp, sipp_counts, site, tim
 from lab import sip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROXIES = {"proxy1": 11, "proxy2": 12, "proxy3": 13}
+PROXIES = {}
 SNIFFED = ("proxy1", "proxy2")
 
 
@@ -62,6 +63,23 @@ class Sniffers:
 SAMPLES = {}
 
 
+def per_event(result, events, elapsed):
+    """The whole mesh's DMQ per event, seen on proxy1 (it took every registration and call): requests
+    it sent with their replies, bytes on the wire; and proxy1's own ping traffic per second."""
+    counts = result["proxy1"]["counts"]
+    out = {}
+    for peer in ("usrloc", "dialog"):
+        req, rep = counts.get(f"{peer} request out"), counts.get(f"{peer} reply in")
+        if req and events:
+            out[peer] = {"requests_per_event": req["packets"] / events,
+                         "request_bytes": req["bytes"] / req["packets"],
+                         "reply_bytes": rep["bytes"] / rep["packets"] if rep else None,
+                         "bytes_per_event": (req["bytes"] + (rep["bytes"] if rep else 0)) / events}
+    pings = [c for name, c in counts.items() if name.startswith("notification_peer") and name.endswith("out")]
+    out["ping_bytes_out_per_second"] = sum(c["bytes"] for c in pings) / elapsed
+    return out
+
+
 def show(phase, events, unit, result, cpu, elapsed):
     for name in SNIFFED:
         for cls, text in result[name]["samples"].items():
@@ -85,6 +103,8 @@ def register_users(users_file, count, rate, port):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=3, help="proxies in the mesh (2..5)")
+    p.add_argument("--json", help="write the per-event figures here (for bench/plot_scaling.py)")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--calls", type=int, default=200)
@@ -93,6 +113,10 @@ def main():
     a = p.parse_args()
     if not 1 <= a.users <= 20000 or not 1 <= a.rate <= 2000 or not 1 <= a.calls <= 2000 or not 5 <= a.idle <= 120:
         p.error("up to 20000 users at up to 2000/s, up to 2000 calls, 5..120 s idle (bounded load only)")
+    if not 2 <= a.nodes <= 5:
+        p.error("--nodes must be 2..5")
+    PROXIES.update({f"proxy{i}": 10 + i for i in range(1, a.nodes + 1)})
+    figures = {"nodes": a.nodes}
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     with tempfile.TemporaryDirectory(prefix="bench-dmq-") as work:
         users = os.path.join(work, "users.csv")
@@ -108,7 +132,9 @@ def main():
                     sys.exit(f"bench: {name} does not answer OPTIONS; nothing measured")
             time.sleep(3)  # DMQ peers find each other
             sniff = Sniffers(work, "idle", a.idle)
-            show("idle (DMQ pings)", 0, "s", *sniff.finish())
+            result = sniff.finish()
+            show("idle (DMQ pings)", 0, "s", *result)
+            figures["idle"] = per_event(result[0], 0, result[2])
 
             for phase in ("register (new contacts)", "re-register (updates)"):
                 sniff = Sniffers(work, phase.split()[0], a.users / a.rate + 8)
@@ -118,6 +144,9 @@ def main():
                 if ok == 0:
                     sys.exit("bench: no registration succeeded; nothing measured")
                 show(phase, ok, "registrations", *result)
+                figures[phase.split()[0]] = per_event(result[0], ok, result[2])
+                figures[phase.split()[0]]["cpu_seconds"] = result[1]
+                figures[phase.split()[0]]["events"] = ok
 
             callee = sip.register("203.0.113.11", "callee", "203.0.113.11", contact_port=5080, expires=3600)
             if not callee.ok:
@@ -134,6 +163,13 @@ def main():
             result = sniff.finish()
             print(f"\nSIPp: {ok} calls completed, {failed} failed")
             show("calls (dialog replication)", max(ok, 1), "calls", *result)
+            figures["calls"] = per_event(result[0], ok, result[2])
+            figures["calls"]["cpu_seconds"] = result[1]
+            figures["calls"]["events"] = ok
+            print("\nper event, whole mesh (seen on proxy1): " + json.dumps(figures))
+            if a.json:
+                with open(a.json, "w") as fh:
+                    json.dump(figures, fh, indent=1)
             print("\nsamples:")
             for cls, text in sorted(SAMPLES.items()):
                 print(f"--- {cls} ({len(text.encode())} bytes of SIP)\n{text.strip()}")
