@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import defaultdict
 
-from benchlib import LABCTL, ROOT, changed_total
+from benchlib import LABCTL, ROOT, changed_total, write_lab
 
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
 
@@ -57,6 +57,23 @@ def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True):
         return wall, None, None
     with open(profile) as fh:
         return wall, changed_total(res.stdout), json.load(fh)
+
+
+def generated_inventory(work, hosts):
+    """A lab of ``hosts`` hosts shaped like inventories/lab: one media host per five, the rest proxies
+    (the first proxy also runs rtpengine), clouds alternating between aws and gce."""
+    media = max(1, hosts // 5)
+    spec = {}
+    for i in range(hosts - media):
+        groups = ["kamailio", "rtpengine"] if i == 0 else ["kamailio"]
+        spec[f"proxy{i + 1}"] = {"n": 31 + i, "groups": groups, "cloud": ("aws", "gce")[i % 2]}
+    for i in range(media):
+        spec[f"media{i + 1}"] = {"n": 71 + i, "groups": ["rtpengine"]}
+    write_lab(work, spec)
+    group_vars = os.path.join(ROOT, "inventories", "lab", "group_vars", "kamailio.yml")
+    with open(group_vars) as src, open(os.path.join(work, "group_vars", "kamailio.yml"), "w") as dst:
+        dst.write(src.read())
+    return work
 
 
 def role_of(task):
@@ -92,6 +109,7 @@ def breakdown(prof, top):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--inventory", default="inventories/lab")
+    p.add_argument("--hosts", type=int, help="instead of --inventory, a generated lab of 5..20 hosts shaped like it")
     p.add_argument("--runs", type=int, default=2, help="no-op runs after the first converge (1..5)")
     p.add_argument("--no-up", action="store_true", help="use the lab that is up; no first converge")
     p.add_argument("--keep", action="store_true", help="leave the lab up (tear it down yourself, under the lock)")
@@ -106,7 +124,11 @@ def main():
         p.error("--runs must be 1..5")
     if "mitogen" in a.variants and not a.mitogen:
         p.error("--variants mitogen needs --mitogen DIR")
+    if a.hosts is not None and not 5 <= a.hosts <= 20:
+        p.error("--hosts must be 5..20")
     with tempfile.TemporaryDirectory(prefix="bench-converge-") as work:
+        if a.hosts:
+            a.inventory = generated_inventory(os.path.join(work, "inventory"), a.hosts)
         try:
             if not a.no_up:
                 subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
