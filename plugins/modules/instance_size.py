@@ -277,13 +277,13 @@ options:
         type: float
       kamailio_replication_cost:
         description:
-          - Cost of applying one DMQ-replicated contact or dialog update, as a share of a REGISTER. Default 0.2,
-            ASSUMPTION.
+          - Cost of applying one DMQ-replicated contact or dialog update, as a share of a registration with
+            digest auth. Default 0.35 (lab, bench/bench_dmq_wire.py).
         type: float
       kamailio_replication_send_cost:
         description:
-          - Cost of sending one KDMQ to one peer and taking its reply, as a share of a REGISTER. Default 0.1,
-            ASSUMPTION.
+          - Cost of sending one KDMQ to one peer and taking its reply, as a share of a registration with digest
+            auth. Default 0.2 (lab, the originating proxy's CPU with 1 and 4 peers).
         type: float
       kamailio_children_per_vcpu:
         description: Kamailio UDP children per vCPU. Default 2.
@@ -537,12 +537,14 @@ replication:
       sent (as many received, each answered), C(packets_per_second), C(bytes_per_second) each way),
       C(share_of_capacity) (percent of one node, per resource, at this size), C(share_limit) (percent of a
       node's usable capacity as the mesh grows without bound), C(break_even_nodes) (from this size on a node
-      spends more on its peers' events than on its own traffic), C(budget), C(fleet_gb_per_month),
+      spends more on its peers' events than on its own traffic), C(workload_ceiling) (the most times this
+      workload any mesh of this type carries), C(efficiency) (share of n independent nodes' capacity the mesh
+      delivers), C(next_node_gain) (what one more node adds, as a share of one node), C(budget), C(fleet_gb_per_month),
       C(cross_zone_gb_per_month), C(cross_zone_cost_per_month), C(verdict) (C(full mesh), C(past break-even)
       or C(split)) with C(advice), and C(growth) (one row per mesh size in O(replication.growth_nodes)).
   returned: success
   type: dict
-  sample: {"nodes": 3, "verdict": "full mesh", "break_even_nodes": 9, "fleet_gb_per_month": 4512.3}
+  sample: {"nodes": 3, "verdict": "full mesh", "break_even_nodes": 3, "efficiency": 0.52, "fleet_gb_per_month": 2760.6}
 alternatives:
   description: The best C(separate) and C(combined) plans with their cost; null where none fits.
   returned: success

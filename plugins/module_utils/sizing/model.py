@@ -69,10 +69,13 @@ DEFAULT_CALIBRATION = {
     "kamailio_call_setups_per_vcpu": 625,
     # SIP over TLS costs this many times SIP over UDP (record crypto on small messages).
     "kamailio_tls_cpu_factor": 1.5,
-    # Applying a DMQ-replicated contact or dialog update costs this share of handling a REGISTER,
+    # Applying a DMQ-replicated contact or dialog update costs this share of a (digest) registration,
     # and sending one copy to a peer (and taking its 200 OK) kamailio_replication_send_cost.
-    "kamailio_replication_cost": 0.2,
-    "kamailio_replication_send_cost": 0.1,
+    # Lab (bench/bench_dmq_wire.py, 2-5 nodes): ~0.10-0.17 ms to apply a copy, ~0.075 ms more on the
+    # originating node per extra peer, against ~0.18 ms for an unauthenticated REGISTER (a digest
+    # registration is two of them): 0.35 and 0.2, +-30% on shared lab cores.
+    "kamailio_replication_cost": 0.35,
+    "kamailio_replication_send_cost": 0.2,
     "kamailio_children_per_vcpu": 2,
     "kamailio_children_min": 4,
     "kamailio_children_max": 32,

@@ -133,6 +133,10 @@ class SizingManager:
                        for res in limit}
         usable_cap = {res: cap[res] * usable for res in limit}
         break_even = replication.break_even_nodes(own, limit, usable_cap)
+        efficiency = replication.efficiency(own, limit, usable_cap, n) or 1.0
+        gain = replication.next_node_gain(own, limit, usable_cap, n)
+        # The fleet cannot be smaller than its zones and its redundancy ask for.
+        smallest = max(zones, 1 + self.target.redundancy)
         ceiling = replication.workload_multiple(own, limit, usable_cap, replication.MAX_GROWTH_NODES)
         fleet_month = fleet.count * fleet.itype["price"] * HOURS_PER_MONTH
         total, cross = replication.fleet_bytes_per_second(wl, calib, n, zones)
@@ -147,15 +151,17 @@ class SizingManager:
             advice = (f"DMQ replication alone would use {worst[0]:.0f}% of a {fleet.itype['name']}'s usable "
                       f"{RESOURCE_LABELS[worst[1]]} however many nodes the mesh has (budget {opts['budget']:g}%): "
                       f"use larger nodes, or {lower}")
-        elif break_even is not None and n >= break_even:
+        elif break_even is not None and n >= break_even and n > smallest:
             verdict = "past break-even"
             advice = (f"from {break_even} nodes each node spends more on its peers' registrations and dialogs "
-                      f"than on its own traffic; this fleet has {n}: prefer fewer, larger nodes, or {lower}")
+                      f"than on its own traffic; this fleet has {n} (it needs {smallest} for its zones and "
+                      f"redundancy): prefer fewer, larger nodes, or {lower}")
         else:
             verdict = "full mesh"
             advice = (f"a full mesh is sensible here: replication takes {worst[0]:.1f}% of a node's usable "
-                      f"{RESOURCE_LABELS[worst[1]]} at most"
-                      + (f", and pays for itself up to {break_even - 1} nodes" if break_even else ""))
+                      f"{RESOURCE_LABELS[worst[1]]} at most; {n} nodes deliver {100 * efficiency:.0f}% of what "
+                      f"{n} independent nodes would, and one more would add {100 * gain:.0f}% of a node: "
+                      "grow the proxies up rather than out")
         if transfer > fleet_month > 0:
             advice += (f"; the replicated bytes crossing zones ({transfer:,.0f} per month) cost more than these "
                        f"proxies ({fleet_month:,.0f} per month)")
@@ -164,6 +170,7 @@ class SizingManager:
             "nodes": n, "instance_type": fleet.itype["name"], "per_node": rounded,
             "share_of_capacity": share, "share_limit": share_limit, "break_even_nodes": break_even,
             "workload_ceiling": round(ceiling, 2) if ceiling else None,
+            "efficiency": round(efficiency, 3), "next_node_gain": round(gain, 3),
             "budget": opts["budget"],
             "fleet_gb_per_month": round(total * month, 1),
             "cross_zone_gb_per_month": round(cross * month, 1),

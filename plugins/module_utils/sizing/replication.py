@@ -162,6 +162,15 @@ def efficiency(useful, limit, capacity, nodes):
     return None if not one or many is None else many / (nodes * one)
 
 
+def next_node_gain(useful, limit, capacity, nodes):
+    """What one more node adds to a mesh of ``nodes``, as a share of one independent node."""
+    one = workload_multiple(useful, limit, capacity, 1)
+    if not one:
+        return 0.0
+    return (workload_multiple(useful, limit, capacity, nodes + 1)
+            - workload_multiple(useful, limit, capacity, nodes)) / one
+
+
 def break_even_nodes(useful, limit, capacity, largest=MAX_GROWTH_NODES):
     """Smallest mesh in which each node spends more of its scarcest resource on its peers' events than
     on its own traffic (efficiency below one half); None when that never happens up to ``largest``."""

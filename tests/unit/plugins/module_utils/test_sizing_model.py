@@ -117,11 +117,11 @@ def test_proxy_demand_by_hand():
     demand = model.proxy_demand(itype(vcpus=8), wl, CALIB)
     tls = 1 + 0.5 * 0.5
     regs = 100 / 1250.0
-    # DMQ: 100 contact changes + 100 calls x their dialog messages a second, each costing 0.2 + 0.1 of a
+    # DMQ: 100 contact changes + 100 calls x their dialog messages a second, each costing apply + send of a
     # REGISTER: every node carries L (1 - 1/s), i.e. fixed L and a variable -L shared by the s nodes.
     per_call = CALIB["dmq_dialog_messages_per_call"]
     events = 100 + 100 * per_call
-    mesh_cpu = events * 0.3 / 1250.0
+    mesh_cpu = events * (CALIB["kamailio_replication_cost"] + CALIB["kamailio_replication_send_cost"]) / 1250.0
     assert demand["cpu"][0] == pytest.approx(mesh_cpu)
     assert demand["cpu"][1] == pytest.approx(tls * (100 / 625 + 1000 / 5000 + regs) - mesh_cpu)
     # 16 UDP + 16 TCP (TLS in use) + 12 others, 16 MB each; 64 MB base; 50000 contacts x 2 KiB

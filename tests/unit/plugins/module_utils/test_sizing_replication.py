@@ -56,7 +56,8 @@ def test_demand_is_the_limit_split_into_fixed_and_shared_parts():
         fixed, variable = pairs["pps"]
         assert fixed + variable / s == pytest.approx(replication.per_node(wl, CALIB, s)["registrations"][
             "packets_per_second"] + replication.per_node(wl, CALIB, s)["dialogs"]["packets_per_second"])
-    assert limit["cpu"] == pytest.approx((100 + 50) * 0.3 / 1250)
+    per_message = (CALIB["kamailio_replication_cost"] + CALIB["kamailio_replication_send_cost"]) / 1250
+    assert limit["cpu"] == pytest.approx((100 + 50) * per_message)
 
 
 def test_cross_zone_bytes_count_only_peers_in_other_zones():
@@ -115,18 +116,26 @@ def test_a_small_itsp_gets_a_full_mesh():
 
 
 def test_re_registering_every_30_s_overruns_the_budget_and_says_what_to_do():
-    # Up to 16 vCPUs: replication alone, (33,333 contacts + 2,500 dialog messages) x 0.3 / 1250 = 8.6
-    # vCPU, is 77% of a 16-vCPU node's usable 11.2 however many nodes there are.
-    result = plan(CATALOG[:2], registered_endpoints=1000000, registration_interval=30, calls_per_second=500)
+    # Replication alone, (33,333 contact changes + 2,500 dialog messages)/s x (apply + send) / 1250 =
+    # 15.8 vCPU, is 35% of a 64-vCPU node's usable 44.8 however many nodes there are.
+    result = plan(registered_endpoints=1000000, registration_interval=30, calls_per_second=500)
     mesh = result["replication"]
-    assert mesh["instance_type"] == "c.16x"
-    assert mesh["share_limit"]["cpu"] == pytest.approx(100 * (1000000 / 30 + 2500) * 0.3 / 1250 / 11.2, abs=0.01)
+    per_message = (CALIB["kamailio_replication_cost"] + CALIB["kamailio_replication_send_cost"]) / 1250
+    assert mesh["instance_type"] == "c.64x"
+    assert mesh["share_limit"]["cpu"] == pytest.approx(100 * (1000000 / 30 + 2500) * per_message / 44.8, abs=0.01)
     assert mesh["verdict"] == "split"
     assert "kamailio_registrar_min_expires" in mesh["advice"]
     assert any(line.startswith("  mesh: split:") for line in result["table"])
 
 
-def test_a_larger_node_keeps_the_same_mesh_within_budget():
-    mesh = plan(registered_endpoints=1000000, registration_interval=30, calls_per_second=500)["replication"]
-    assert mesh["instance_type"] == "c.64x"
-    assert mesh["verdict"] == "full mesh"
+def test_no_type_that_holds_the_mesh_says_so():
+    with pytest.raises(SizingError) as err:
+        plan(CATALOG[:2], registered_endpoints=1000000, registration_interval=30, calls_per_second=500)
+    assert "every node needs 15.8 vCPU of cpu before any load (its share of the DMQ full mesh" in err.value.msg
+
+
+def test_registering_every_600_s_fits_the_same_mesh():
+    mesh = plan(CATALOG[1:2], registered_endpoints=1000000, registration_interval=600,
+                calls_per_second=500)["replication"]
+    assert (mesh["instance_type"], mesh["nodes"], mesh["verdict"]) == ("c.16x", 3, "full mesh")
+    assert 0 < mesh["efficiency"] < 1 and 0 <= mesh["next_node_gain"] < 1
