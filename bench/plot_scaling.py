@@ -47,8 +47,8 @@ class Panel:
                       f'<text transform="translate({x0 - 52},{y0 + h / 2}) rotate(-90)" text-anchor="middle">'
                       f'{esc(ylabel)}</text>',
                       f'<text x="{x0 + w / 2}" y="{y0 + h + 36}" text-anchor="middle">'
-                      'proxies in the full mesh (N)</text>']
-        for n in (2, 5, 10, 20, 30, 40, 50):
+                      'proxies in the full mesh (N, log)</text>']
+        for n in (2, 3, 5, 10, 20, 50):
             x = self.x(n)
             self.parts.append(f'<line x1="{x}" y1="{y0 + h}" x2="{x}" y2="{y0 + h + 5}" stroke="#444"/>'
                               f'<text x="{x}" y="{y0 + h + 18}" text-anchor="middle">{n}</text>')
@@ -58,8 +58,9 @@ class Panel:
             self.parts.append(f'<line x1="{x0}" y1="{y}" x2="{x0 + w}" y2="{y}" stroke="#ddd"/>'
                               f'<text x="{x0 - 6}" y="{y + 4}" text-anchor="end">{label}</text>')
 
-    def x(self, n):
-        return round(self.x0 + (n - NODES[0]) / float(NODES[-1] - NODES[0]) * self.w, 1)
+    def x(self, n):  # log scale: the lab's small meshes and N = 50 on one axis
+        span = math.log(NODES[-1]) - math.log(NODES[0])
+        return round(self.x0 + (math.log(n) - math.log(NODES[0])) / span * self.w, 1)
 
     def y(self, value):
         return round(self.y0 + self.h - (math.log10(value) - self.lmin) / (self.lmax - self.lmin) * self.h, 1)
@@ -73,8 +74,8 @@ class Panel:
         self.parts.append(f'<circle cx="{self.x(n)}" cy="{self.y(value)}" r="5" fill="white" stroke="{colour}" '
                           'stroke-width="2.5"/>')
 
-    def legend(self, row, text, colour, dot=False, bottom=False):
-        x, y = self.x0 + 10, (self.y0 + self.h - 70 if bottom else self.y0 + 16) + 16 * row
+    def legend(self, row, text, colour, dot=False, bottom=False, indent=10):
+        x, y = self.x0 + indent, (self.y0 + self.h - 70 if bottom else self.y0 + 16) + 16 * row
         mark = (f'<circle cx="{x + 10}" cy="{y - 4}" r="4" fill="white" stroke="{colour}" stroke-width="2.5"/>' if dot
                 else f'<line x1="{x}" y1="{y - 4}" x2="{x + 20}" y2="{y - 4}" stroke="{colour}" stroke-width="2"/>')
         self.parts.append(f'{mark}<text x="{x + 26}" y="{y}">{esc(text)}</text>')
@@ -111,12 +112,12 @@ def lab_panel(calib, points):
     )
     for row, (label, colour, curve, measured) in enumerate(series):
         panel.line([(n, curve(n)) for n in NODES], colour)
-        panel.legend(row, label, colour)
+        panel.legend(row, label, colour, bottom=True, indent=120)
         for point in points:
             value = measured(point)
             if value:
                 panel.dot(point["nodes"], value, colour)
-    panel.legend(len(series), "lab capture (bench/bench_dmq_wire.py)", "#444", dot=True)
+    panel.legend(len(series), "lab capture (bench/bench_dmq_wire.py)", "#444", dot=True, bottom=True, indent=120)
     return panel
 
 
