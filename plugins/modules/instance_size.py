@@ -33,11 +33,19 @@ description:
     control packets per relayed call. CPU per vCPU-second comes from O(calibration) - call setups,
     registrations and OPTIONS, x O(calibration.kamailio_tls_cpu_factor) for the TLS share.
   - Memory - every proxy node holds the whole location table (dmq_usrloc full replication), so
-    contacts x O(calibration.contact_bytes) is carried by each node whatever the fleet size, and
-    applying a replicated contact costs O(calibration.kamailio_replication_cost) of a REGISTER on every
-    node. Dialogs, transactions in flight and TLS connections are shared by the nodes that are up.
+    contacts x O(calibration.contact_bytes) is carried by each node whatever the fleet size. Dialogs,
+    transactions in flight and TLS connections are shared by the nodes that are up.
     Private memory is O(calibration.kamailio_pkg_mb) per Kamailio process; each node keeps
     O(calibration.os_reserve_mb) for the OS.
+  - DMQ replication (full mesh) - every contact change (REGISTER) is sent as one KDMQ request to every
+    other proxy, every call as O(calibration.dmq_dialog_messages_per_call) KDMQ to every other proxy, and
+    every KDMQ is answered. With E such events per second fleet-wide over n proxies, each proxy sends
+    and receives E (n - 1) / n requests and as many replies - 4 E (n - 1) / n packets/s, E (n - 1) / n x
+    (request + reply bytes) each way, and CPU of O(calibration.kamailio_replication_cost) (apply) plus
+    O(calibration.kamailio_replication_send_cost) (send) of a REGISTER per message. That tends to the
+    whole fleet's E on every node, so it is a fixed part of each node's load that adding nodes does not
+    dilute. Sizes were measured in the lab (C(bench/bench_dmq_wire.py)). RV(replication) reports it,
+    where the mesh stops paying for itself and what to do then; C(docs/scaling.md) has the model.
   - Per-instance limits - vCPUs; memory; packets per second from an ASSUMED allowance table
     (O(calibration.pps_allowance); clouds do not publish one); bandwidth as the BASELINE, never the
     burst figure (EC2 C(BaselineBandwidthInGbps) of the default network card; "Up to X Gigabit" alone
@@ -164,6 +172,29 @@ options:
     description: Seconds a O(catalog_cache) file stays valid.
     type: int
     default: 3600
+  replication:
+    description:
+      - How to judge the DMQ full mesh between proxies (RV(replication)). Its traffic is always sized; these
+        only set the verdict and the report.
+    type: dict
+    suboptions:
+      budget:
+        description:
+          - Percent of a node's usable capacity (after O(headroom)) that replication may take, on any resource,
+            before the verdict says to split the cluster (replication groups, shared store). Above 0, at most 100.
+        type: float
+        default: 25
+      transfer_price_per_gb:
+        description:
+          - Price of one GB crossing zones, for the replicated bytes' cost (an operator figure, like O(prices);
+            AWS bills inter-AZ traffic on both sides). 0 leaves the cost out.
+        type: float
+        default: 0
+      growth_nodes:
+        description: Mesh sizes for the growth table in RV(replication.growth), 2 to 1000.
+        type: list
+        elements: int
+        default: [2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50]
   workload:
     description: The traffic to carry at peak.
     type: dict
@@ -246,7 +277,13 @@ options:
         type: float
       kamailio_replication_cost:
         description:
-          - Cost of applying one DMQ-replicated contact, as a share of a REGISTER. Default 0.2, ASSUMPTION.
+          - Cost of applying one DMQ-replicated contact or dialog update, as a share of a registration with
+            digest auth. Default 0.35 (lab, bench/bench_dmq_wire.py).
+        type: float
+      kamailio_replication_send_cost:
+        description:
+          - Cost of sending one KDMQ to one peer and taking its reply, as a share of a registration with digest
+            auth. Default 0.2 (lab, the originating proxy's CPU with 1 and 4 peers).
         type: float
       kamailio_children_per_vcpu:
         description: Kamailio UDP children per vCPU. Default 2.
@@ -296,6 +333,33 @@ options:
       ng_packets_per_relayed_call:
         description: rtpengine control packets per relayed call. Default 6.
         type: float
+      dmq_usrloc_request_bytes:
+        description:
+          - One KDMQ carrying one contact, on Ethernet. Default 900 (lab 779 with short test values, plus ~120
+            for a phone's user agent, instance and received address).
+        type: int
+      dmq_dialog_request_bytes:
+        description:
+          - One KDMQ carrying one dialog update, on Ethernet. Default 800 (lab 627 without a route set, plus
+            ~170 for real URIs and a route set).
+        type: int
+      dmq_reply_bytes:
+        description: The reply to one KDMQ, on Ethernet. Default 420 (lab 416).
+        type: int
+      dmq_dialog_messages_per_call:
+        description: KDMQ dialog messages per call to each peer. Default 5 (lab, INVITE/ACK/BYE).
+        type: float
+      dmq_ping_interval_s:
+        description: Seconds between DMQ peer pings (the kamailio role's C(ping_interval)). Default 15.
+        type: float
+      dmq_ping_request_bytes:
+        description:
+          - A peer ping and its reply beyond O(calibration.dmq_reply_bytes), without their node lists.
+            Default 525 (lab).
+        type: int
+      dmq_ping_bytes_per_node:
+        description: Bytes each node adds to the node list a ping and its reply both carry. Default 36 (lab).
+        type: int
       rtpengine_pps_per_vcpu_userspace:
         description: Packets (in + out) per vCPU-second, userspace forwarding. Default 100000, ASSUMPTION.
         type: float
@@ -466,6 +530,21 @@ plan:
           C(rtpengine_threads) for media nodes (both for combined nodes).
       type: list
       elements: dict
+replication:
+  description:
+    - DMQ full mesh between the plan's proxies (null without a proxy fleet) - C(nodes), C(instance_type),
+      C(per_node) (per stream C(registrations), C(dialogs), C(pings) and C(total) - C(requests_per_second)
+      sent (as many received, each answered), C(packets_per_second), C(bytes_per_second) each way),
+      C(share_of_capacity) (percent of one node, per resource, at this size), C(share_limit) (percent of a
+      node's usable capacity as the mesh grows without bound), C(break_even_nodes) (from this size on a node
+      spends more on its peers' events than on its own traffic), C(workload_ceiling) (the most times this
+      workload any mesh of this type carries), C(efficiency) (share of n independent nodes' capacity the mesh
+      delivers), C(next_node_gain) (what one more node adds, as a share of one node), C(budget), C(fleet_gb_per_month),
+      C(cross_zone_gb_per_month), C(cross_zone_cost_per_month), C(verdict) (C(full mesh), C(past break-even)
+      or C(split)) with C(advice), and C(growth) (one row per mesh size in O(replication.growth_nodes)).
+  returned: success
+  type: dict
+  sample: {"nodes": 3, "verdict": "full mesh", "break_even_nodes": 3, "efficiency": 0.52, "fleet_gb_per_month": 2760.6}
 alternatives:
   description: The best C(separate) and C(combined) plans with their cost; null where none fits.
   returned: success
@@ -541,6 +620,8 @@ CALIBRATION_INTS = (
     "kamailio_children_min", "kamailio_children_max", "kamailio_tcp_children_without_tls",
     "kamailio_aux_processes", "kamailio_pkg_mb", "kamailio_shm_base_mb", "contact_bytes", "dialog_bytes",
     "transaction_bytes", "tls_connection_bytes", "rtpengine_call_bytes", "rtpengine_base_mb",
+    "dmq_usrloc_request_bytes", "dmq_dialog_request_bytes", "dmq_reply_bytes", "dmq_ping_request_bytes",
+    "dmq_ping_bytes_per_node",
     "rtpengine_port_min", "rtpengine_port_max_limit", "ports_per_relayed_call", "os_reserve_mb",
     "ec2_internet_large_vcpus",
 )
@@ -593,6 +674,12 @@ def argument_spec():
             "tls_share": {"type": "float", "default": 0.0},
         }},
         "calibration": {"type": "dict", "options": calibration_spec()},
+        "replication": {"type": "dict", "options": {
+            "budget": {"type": "float", "default": 25},
+            "transfer_price_per_gb": {"type": "float", "default": 0},
+            "growth_nodes": {"type": "list", "elements": "int",
+                             "default": [2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50]},
+        }},
     }
     spec.update(sdk_common.argument_spec())
     spec.update(aws_sdk.argument_spec())

@@ -16,6 +16,7 @@ floating-point expression.
 import fnmatch
 import math
 
+from ansible_collections.itsp.cluster.plugins.module_utils.sizing import replication
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 
 MIB = 1024 * 1024
@@ -68,8 +69,13 @@ DEFAULT_CALIBRATION = {
     "kamailio_call_setups_per_vcpu": 625,
     # SIP over TLS costs this many times SIP over UDP (record crypto on small messages).
     "kamailio_tls_cpu_factor": 1.5,
-    # Applying a DMQ-replicated contact costs this share of handling the REGISTER itself.
-    "kamailio_replication_cost": 0.2,
+    # Applying a DMQ-replicated contact or dialog update costs this share of a (digest) registration,
+    # and sending one copy to a peer (and taking its 200 OK) kamailio_replication_send_cost.
+    # Lab (bench/bench_dmq_wire.py, 2-5 nodes): ~0.10-0.17 ms to apply a copy, ~0.075 ms more on the
+    # originating node per extra peer, against ~0.18 ms for an unauthenticated REGISTER (a digest
+    # registration is two of them): 0.35 and 0.2, +-30% on shared lab cores.
+    "kamailio_replication_cost": 0.35,
+    "kamailio_replication_send_cost": 0.2,
     "kamailio_children_per_vcpu": 2,
     "kamailio_children_min": 4,
     "kamailio_children_max": 32,
@@ -86,6 +92,15 @@ DEFAULT_CALIBRATION = {
     "sip_packets_per_registration": 4,  # REGISTER, 401, REGISTER, 200
     "sip_message_bytes": 1000,  # average SIP message on the wire
     "ng_packets_per_relayed_call": 6,  # rtpengine offer, answer, delete and their replies
+    # DMQ on the wire (module_utils/sizing/replication.py), bytes as on Ethernet (header, FCS),
+    # measured with bench/bench_dmq_wire.py (Kamailio 5.6.3, 3-node mesh, docs/scaling.md).
+    "dmq_usrloc_request_bytes": 900,  # measured 779 with SIPp's short AOR/UA; phones add ~120
+    "dmq_dialog_request_bytes": 800,  # measured 627 (SIPp URIs, no route set); real calls add ~170
+    "dmq_reply_bytes": 420,  # measured 416: the 200 OK every KDMQ gets
+    "dmq_dialog_messages_per_call": 5,  # measured: 5 KDMQ per call to each peer (track_cseq_updates on)
+    "dmq_ping_interval_s": 15,  # the kamailio role's dmq ping_interval (measured: 15 s)
+    "dmq_ping_request_bytes": 525,  # a ping and its reply beyond dmq_reply_bytes, without node lists
+    "dmq_ping_bytes_per_node": 36,  # "sip:ADDR:5062;status=active" per node, in request and reply
     # rtpengine CPU, packets (in + out) per vCPU-second. Not measured here; folklore puts
     # userspace at a few hundred relayed G.711 calls per core, kernel forwarding ~5x more.
     "rtpengine_pps_per_vcpu_userspace": 100000,
@@ -152,7 +167,8 @@ def positive_problem(where, number):
 
 
 NUMBER_KEYS = tuple(k for k, v in DEFAULT_CALIBRATION.items() if isinstance(v, (int, float)))
-FRACTION_KEYS = ("kamailio_replication_cost", "ec2_up_to_baseline_fraction", "ec2_internet_large_fraction")
+FRACTION_KEYS = ("kamailio_replication_cost", "kamailio_replication_send_cost", "ec2_up_to_baseline_fraction",
+                 "ec2_internet_large_fraction")
 
 
 def merge_calibration(overrides):
@@ -381,16 +397,24 @@ def signalling_rates(wl, calib):
     return {"packets_per_second": packets, "transactions_per_second": transactions}
 
 
+def signalling_load(wl, calib):
+    """The fleet's own SIP work, before replication: vCPU, packets/s, Gbit/s per direction."""
+    tls = 1.0 + wl["tls_share"] * (calib["kamailio_tls_cpu_factor"] - 1.0)
+    rates = signalling_rates(wl, calib)
+    return {
+        "cpu": tls * (wl["calls_per_second"] / calib["kamailio_call_setups_per_vcpu"]
+                      + wl["keepalives_per_second"] / calib["kamailio_options_per_vcpu"]
+                      + wl["registrations_per_second"] / calib["kamailio_registrations_per_vcpu"]),
+        "pps": rates["packets_per_second"],
+        "bandwidth_gbps": rates["packets_per_second"] / 2.0 * calib["sip_message_bytes"] * 8.0 / 1e9,
+    }
+
+
 def proxy_demand(itype, wl, calib):
     """Kamailio's (fixed, variable) per resource; the OS reserve is added by node_demand."""
-    tls = 1.0 + wl["tls_share"] * (calib["kamailio_tls_cpu_factor"] - 1.0)
-    reg_cpu = wl["registrations_per_second"] / calib["kamailio_registrations_per_vcpu"]
-    replication = calib["kamailio_replication_cost"]
-    cpu_var = (tls * (wl["calls_per_second"] / calib["kamailio_call_setups_per_vcpu"]
-                      + wl["keepalives_per_second"] / calib["kamailio_options_per_vcpu"])
-               + (tls - replication) * reg_cpu)
-    cpu_fixed = replication * reg_cpu
-
+    own = signalling_load(wl, calib)
+    # DMQ full mesh: with s nodes up each carries L (1 - 1/s) = fixed L, variable -L (see replication.py).
+    mesh = replication.demand(wl, calib)
     rates = signalling_rates(wl, calib)
     usrloc_mb = wl["registered_endpoints"] * calib["contact_bytes"] / MIB
     in_flight = rates["transactions_per_second"] * calib["transaction_lifetime_s"]
@@ -398,13 +422,13 @@ def proxy_demand(itype, wl, calib):
                   + in_flight * calib["transaction_bytes"]
                   + wl["registered_endpoints"] * wl["tls_share"] * calib["tls_connection_bytes"]) / MIB
     pkg_mb = calib["kamailio_pkg_mb"] * kamailio_processes(itype, wl, calib)
-    gbps = rates["packets_per_second"] / 2.0 * calib["sip_message_bytes"] * 8.0 / 1e9
     return {
-        "cpu": (cpu_fixed, cpu_var),
+        "cpu": (mesh["cpu"][0], own["cpu"] + mesh["cpu"][1]),
         "memory_mb": (calib["kamailio_shm_base_mb"] + usrloc_mb + pkg_mb, shm_var_mb),
-        "pps": (0.0, rates["packets_per_second"]),
-        "bandwidth_gbps": (0.0, gbps),
-        "internet_gbps": (0.0, gbps),
+        "pps": (mesh["pps"][0], own["pps"] + mesh["pps"][1]),
+        # Replication stays on the private network: bandwidth, not internet.
+        "bandwidth_gbps": (mesh["bandwidth_gbps"][0], own["bandwidth_gbps"] + mesh["bandwidth_gbps"][1]),
+        "internet_gbps": (0.0, own["bandwidth_gbps"]),
         "ports": (0.0, 0.0),
     }
 

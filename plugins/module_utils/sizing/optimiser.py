@@ -165,8 +165,11 @@ def _closest(misses):
         best = min(counted, key=lambda m: (m["count"], m["itype"]))
         return f"the closest, {best['itype']}, needs {best['count']} nodes (binding: {best['binding']})"
     best = max(misses, key=lambda m: (m["capacity"] - m["fixed"], m["itype"]))
+    why = (" (its share of the DMQ full mesh: every proxy applies every registration and dialog; "
+           "see the replication section of docs/scaling.md)"
+           if best["per_node"] in ("cpu", "pps", "bandwidth_gbps") else "")
     return (f"no instance type can carry one node's share: every node needs {best['fixed']:.1f} "
-            f"{model.RESOURCE_UNITS[best['per_node']]} of {best['per_node']} before any load and the "
+            f"{model.RESOURCE_UNITS[best['per_node']]} of {best['per_node']} before any load{why} and the "
             f"closest, {best['itype']}, offers {best['capacity']:.1f} after headroom")
 
 

@@ -1,7 +1,7 @@
 """SizingManager: catalog in, plan out. The module builds one from its parameters and calls run()."""
 
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog as catalogs
-from ansible_collections.itsp.cluster.plugins.module_utils.sizing import model, optimiser
+from ansible_collections.itsp.cluster.plugins.module_utils.sizing import model, optimiser, replication
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing.errors import SizingError
 
 HOURS_PER_MONTH = 730
@@ -18,6 +18,7 @@ class SizingManager:
         self.cache_outcome = {"cache": "not used"}
         self.calib = model.merge_calibration(params.get("calibration"))
         self.workload = model.normalise_workload(params.get("workload"))
+        self.replication = replication.check_options(params.get("replication"))
         zones = params.get("zones") or []
         zone_count = len(zones) if zones else int(params.get("zone_count") or 1)
         if zone_count < 1:
@@ -58,10 +59,15 @@ class SizingManager:
         plan = self.describe(found["chosen"], found["topology"])
         alternatives = {name: (self.describe(found[name], name) if found[name] else None)
                         for name in ("separate", "combined")}
+        mesh = self.describe_replication(found["chosen"])
+        table = render_table(plan, self.workload, self.params, summary, alternatives)
+        if mesh:
+            table += render_replication(mesh)
         return {
             # The plan changes nothing; writing the catalog_cache file does (or would, in check mode).
             "changed": self.cache_outcome["cache"] in ("written", "would write"),
             "plan": plan,
+            "replication": mesh,
             "alternatives": {k: ({"cost_per_hour": v["cost_per_hour"],
                                   "fleets": [f"{r['count']} x {r['instance_type']} ({r['role']})"
                                              for r in v["roles"]]} if v else None)
@@ -69,7 +75,7 @@ class SizingManager:
             "workload": self.describe_workload(),
             "catalog": summary,
             "assumptions": self.assumptions(),
-            "table": render_table(plan, self.workload, self.params, summary, alternatives),
+            "table": table,
         }
 
     def describe(self, fleets, topology):
@@ -106,6 +112,71 @@ class SizingManager:
                             for res in model.RESOURCES},
             "tuning": model.tuning(fleet.role, itype, self.workload, self.calib, t.forwarding,
                                    survivors, t.headroom),
+        }
+
+    def describe_replication(self, fleets):
+        """DMQ full-mesh cost on the plan's Kamailio fleet, where the mesh stops paying, the growth table."""
+        proxies = [f for f in fleets if f.role in ("proxy", "combined")]
+        if not proxies:
+            return None
+        fleet, wl, calib, opts = proxies[0], self.workload, self.calib, self.replication
+        n, zones = fleet.count, self.target.zones
+        cap = model.capacity(fleet.itype, calib)
+        usable = 1.0 - self.target.headroom / 100.0
+        node = replication.per_node(wl, calib, n)
+        now = {"cpu": replication.cpu_per_node(wl, calib, n), "pps": node["total"]["packets_per_second"],
+               "bandwidth_gbps": node["total"]["bytes_per_second"] * 8.0 / 1e9}
+        limit = replication.per_node_limit(wl, calib)
+        own = model.signalling_load(wl, calib)
+        share = {res: round(100.0 * now[res] / cap[res], 2) if cap[res] else None for res in now}
+        share_limit = {res: round(100.0 * limit[res] / (cap[res] * usable), 2) if cap[res] else None
+                       for res in limit}
+        usable_cap = {res: cap[res] * usable for res in limit}
+        break_even = replication.break_even_nodes(own, limit, usable_cap)
+        efficiency = replication.efficiency(own, limit, usable_cap, n) or 1.0
+        gain = replication.next_node_gain(own, limit, usable_cap, n)
+        # The fleet cannot be smaller than its zones and its redundancy ask for.
+        smallest = max(zones, 1 + self.target.redundancy)
+        ceiling = replication.workload_multiple(own, limit, usable_cap, replication.MAX_GROWTH_NODES)
+        fleet_month = fleet.count * fleet.itype["price"] * HOURS_PER_MONTH
+        total, cross = replication.fleet_bytes_per_second(wl, calib, n, zones)
+        month = replication.SECONDS_PER_MONTH / replication.GB
+        worst = max(((v, res) for res, v in share_limit.items() if v is not None), default=(0.0, "cpu"))
+        transfer = cross * month * opts["transfer_price_per_gb"]
+        lower = ("lower the event rate first (kamailio_registrar_min_expires of 600 s or more, NAT kept "
+                 "open by the phones' keepalives), then shard registrations by AOR over replication groups "
+                 "or keep them in a shared store")
+        if worst[0] > opts["budget"]:
+            verdict = "split"
+            advice = (f"DMQ replication alone would use {worst[0]:.0f}% of a {fleet.itype['name']}'s usable "
+                      f"{RESOURCE_LABELS[worst[1]]} however many nodes the mesh has (budget {opts['budget']:g}%): "
+                      f"use larger nodes, or {lower}")
+        elif break_even is not None and n >= break_even and n > smallest:
+            verdict = "past break-even"
+            advice = (f"from {break_even} nodes each node spends more on its peers' registrations and dialogs "
+                      f"than on its own traffic; this fleet has {n} (it needs {smallest} for its zones and "
+                      f"redundancy): prefer fewer, larger nodes, or {lower}")
+        else:
+            verdict = "full mesh"
+            advice = (f"a full mesh is sensible here: replication takes {worst[0]:.1f}% of a node's usable "
+                      f"{RESOURCE_LABELS[worst[1]]} at most; {n} nodes deliver {100 * efficiency:.0f}% of what "
+                      f"{n} independent nodes would, and one more would add {100 * gain:.0f}% of a node: "
+                      "grow the proxies up rather than out")
+        if transfer > fleet_month > 0:
+            advice += (f"; the replicated bytes crossing zones ({transfer:,.0f} per month) cost more than these "
+                       f"proxies ({fleet_month:,.0f} per month)")
+        rounded = {stream: {k: round(v, 3) for k, v in figures.items()} for stream, figures in node.items()}
+        return {
+            "nodes": n, "instance_type": fleet.itype["name"], "per_node": rounded,
+            "share_of_capacity": share, "share_limit": share_limit, "break_even_nodes": break_even,
+            "workload_ceiling": round(ceiling, 2) if ceiling else None,
+            "efficiency": round(efficiency, 3), "next_node_gain": round(gain, 3),
+            "budget": opts["budget"],
+            "fleet_gb_per_month": round(total * month, 1),
+            "cross_zone_gb_per_month": round(cross * month, 1),
+            "cross_zone_cost_per_month": round(transfer, 2),
+            "verdict": verdict, "advice": advice,
+            "growth": replication.growth_rows(wl, calib, opts["growth_nodes"], zones, opts["transfer_price_per_gb"]),
         }
 
     def describe_workload(self):
@@ -148,7 +219,8 @@ class SizingManager:
             f"Kamailio CPU per vCPU-second: {c['kamailio_call_setups_per_vcpu']} call setups, "
             f"{c['kamailio_registrations_per_vcpu']} registrations (digest auth), "
             f"{c['kamailio_options_per_vcpu']} OPTIONS; TLS costs x{c['kamailio_tls_cpu_factor']}; a "
-            f"DMQ-replicated contact costs {c['kamailio_replication_cost']} of a REGISTER. The OPTIONS and "
+            f"DMQ-replicated contact or dialog update costs {c['kamailio_replication_cost']} of a REGISTER to "
+            f"apply and {c['kamailio_replication_send_cost']} per peer to send. The OPTIONS and "
             "REGISTER rates come from this project's lab (bench/bench_cluster.py: ~10k OPTIONS/s and 5k "
             "REGISTER/s on 2 "
             "shared cores); the call figure is an estimate: calibrate with SIPp.",
@@ -156,6 +228,12 @@ class SizingManager:
             f"{c['contact_bytes']} bytes per contact; dialogs {c['dialog_bytes']} bytes, transactions "
             f"{c['transaction_bytes']} bytes for {c['transaction_lifetime_s']} s, TLS connections "
             f"{c['tls_connection_bytes']} bytes each.",
+            f"DMQ full mesh (measured sizes, bench/bench_dmq_wire.py): one KDMQ per contact change and "
+            f"{c['dmq_dialog_messages_per_call']:g} per call to every peer, each answered; "
+            f"{c['dmq_usrloc_request_bytes']} / {c['dmq_dialog_request_bytes']} bytes per contact / dialog "
+            f"request, {c['dmq_reply_bytes']} per reply; per node that tends to the whole fleet's event rate "
+            f"as the mesh grows (the fixed part of its load). Peer pings every {c['dmq_ping_interval_s']:g} s "
+            "are reported, not sized (well under 0.1% of a node below 50 nodes).",
             f"Kamailio processes: children = {c['kamailio_children_per_vcpu']} per vCPU within "
             f"{c['kamailio_children_min']}..{c['kamailio_children_max']}, as many TCP children when TLS is "
             f"used (else {c['kamailio_tcp_children_without_tls']}), plus {c['kamailio_aux_processes']} "
@@ -235,6 +313,22 @@ def render_table(plan, wl, params, summary, alternatives):
     for r in plan["roles"]:
         values = ", ".join(f"{k}={v}" for k, v in sorted(r["tuning"].items()))
         lines.append(f"  {r['role']:<9} {values}")
+    return lines
+
+
+def render_replication(mesh):
+    total = mesh["per_node"]["total"]
+    share = ", ".join(f"{RESOURCE_LABELS[res]} {v:.1f}%" for res, v in mesh["share_of_capacity"].items()
+                      if v is not None)
+    lines = [
+        f"DMQ replication per proxy ({mesh['nodes']}-node full mesh): {total['requests_per_second']:.0f} KDMQ/s "
+        f"sent and as many received, {total['packets_per_second']:.0f} packets/s, "
+        f"{total['bytes_per_second'] * 8 / 1e6:.2f} Mbit/s each way ({share} of the node)",
+        f"  replicated bytes, whole fleet: {mesh['fleet_gb_per_month']:,.0f} GB/month, across zones "
+        f"{mesh['cross_zone_gb_per_month']:,.0f} GB/month"
+        + (f" ({mesh['cross_zone_cost_per_month']:,.2f} per month)" if mesh["cross_zone_cost_per_month"] else ""),
+        f"  mesh: {mesh['verdict']}: {mesh['advice']}",
+    ]
     return lines
 
 

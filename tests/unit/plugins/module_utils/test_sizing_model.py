@@ -117,16 +117,26 @@ def test_proxy_demand_by_hand():
     demand = model.proxy_demand(itype(vcpus=8), wl, CALIB)
     tls = 1 + 0.5 * 0.5
     regs = 100 / 1250.0
-    assert demand["cpu"][0] == pytest.approx(0.2 * regs)
-    assert demand["cpu"][1] == pytest.approx(tls * (100 / 625 + 1000 / 5000) + (tls - 0.2) * regs)
+    # DMQ: 100 contact changes + 100 calls x their dialog messages a second, each costing apply + send of a
+    # REGISTER: every node carries L (1 - 1/s), i.e. fixed L and a variable -L shared by the s nodes.
+    per_call = CALIB["dmq_dialog_messages_per_call"]
+    events = 100 + 100 * per_call
+    mesh_cpu = events * (CALIB["kamailio_replication_cost"] + CALIB["kamailio_replication_send_cost"]) / 1250.0
+    assert demand["cpu"][0] == pytest.approx(mesh_cpu)
+    assert demand["cpu"][1] == pytest.approx(tls * (100 / 625 + 1000 / 5000 + regs) - mesh_cpu)
     # 16 UDP + 16 TCP (TLS in use) + 12 others, 16 MB each; 64 MB base; 50000 contacts x 2 KiB
     assert demand["memory_mb"][0] == pytest.approx(64 + 50000 * 2048 / 1048576 + 16 * 44)
     transactions = 100 * 2 + 100 * 2 + 1000
     assert demand["memory_mb"][1] == pytest.approx(
         (1000 * 4096 + transactions * 5 * 4096 + 50000 * 0.5 * 49152) / 1048576)
     packets = 100 * 14 + 100 * 4 + 1000 * 2 + 100 * 6
-    assert demand["pps"] == (0.0, packets)
-    assert demand["bandwidth_gbps"][1] == pytest.approx(packets / 2 * 1000 * 8 / 1e9)
+    assert demand["pps"] == (4 * events, packets - 4 * events)
+    reply = CALIB["dmq_reply_bytes"]
+    mesh_gbps = (100 * (CALIB["dmq_usrloc_request_bytes"] + reply)
+                 + 100 * per_call * (CALIB["dmq_dialog_request_bytes"] + reply)) * 8 / 1e9
+    assert demand["bandwidth_gbps"][0] == pytest.approx(mesh_gbps)
+    assert demand["bandwidth_gbps"][1] == pytest.approx(packets / 2 * 1000 * 8 / 1e9 - mesh_gbps)
+    assert demand["internet_gbps"] == (0.0, pytest.approx(packets / 2 * 1000 * 8 / 1e9))
 
 
 def test_node_demand_counts_the_os_once_for_combined_nodes():

@@ -129,7 +129,7 @@ def test_separate_wins_when_media_needs_a_network_type():
     found = optimiser.optimise(catalog, wl, CALIB, optimiser.Target(max_instances=30, redundancy=1))
     assert found["topology"] == "separate"
     assert [(f.role, f.itype["name"], f.count, f.binding) for f in found["chosen"]] == [
-        ("proxy", "cpu.4xlarge", 2, "cpu"), ("media", "c6in.2xlarge", 4, "pps")]
+        ("proxy", "cpu.4xlarge", 2, "internet_gbps"), ("media", "c6in.2xlarge", 4, "pps")]
     assert [(f.itype["name"], f.count, f.binding) for f in found["combined"]] == [
         ("cpu.4xlarge", 12, "bandwidth_gbps")]
 

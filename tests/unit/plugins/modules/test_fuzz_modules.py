@@ -192,7 +192,9 @@ MODULES = {
                     "workload.concurrent_calls", "workload.calls_per_second", "workload.registered_endpoints",
                     "workload.codec", "workload.ptime", "workload.tls_share", "workload.media_relay_share",
                     "calibration.kamailio_children_min", "calibration.pps_allowance",
-                    "calibration.contact_bytes"),
+                    "calibration.contact_bytes", "calibration.dmq_dialog_messages_per_call",
+                    "calibration.dmq_reply_bytes", "replication.budget", "replication.transfer_price_per_gb",
+                    "replication.growth_nodes"),
     },
     "cloud_instances": {
         "main": cloud_instances.main,

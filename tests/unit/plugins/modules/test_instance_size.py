@@ -307,3 +307,17 @@ def test_a_refused_endpoint_fails_after_max_attempts(run, monkeypatch, provider)
     assert failure["attempts"] == 3
     assert failure["error_code"] in ("EndpointConnectionError", "ConnectionError")
     assert f"check endpoint_url {closed}" in failure["msg"]
+
+
+def test_bad_replication_option_names_it(run):
+    assert fail(run, static_args(replication={"budget": 150})) == {"msg": (
+        "replication.budget is a percent of a node's capacity: above 0, at most 100 (got 150.0)")}
+
+
+def test_the_plan_reports_the_dmq_mesh(run):
+    result = succeed(run, static_args(replication={"growth_nodes": [2, 10]}))
+    mesh = result["replication"]
+    assert mesh["nodes"] == result["plan"]["roles"][0]["count"]
+    assert [row["nodes"] for row in mesh["growth"]] == [2, 10]
+    assert mesh["verdict"] in ("full mesh", "past break-even", "split")
+    assert any(line.startswith("DMQ replication per proxy") for line in result["table"])
