@@ -48,7 +48,8 @@ DBTEXT_TABLES = {
     "subscriber": "id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) \n",
 }
 for table in ("blocked_prefix", "call_limit", "trunk"):
-    DBTEXT_TABLES[table] = "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) \n"
+    DBTEXT_TABLES[table] = ("id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) "
+                            "expires(int) \n")
 
 DB_URL = "postgres://kamailio:a-lab-password@198.18.0.30:5432/kamailio"
 CASES = {
@@ -80,7 +81,8 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
         "proxy2": {"ansible_host": "198.18.0.12"}}}}}}))
     variables = dict({"root": ROOT, "out": str(tmp_path), "__kamailio_dbtext_dir": str(dbtext),
                       "kamailio_auth_enabled": False, "kamailio_ctl_socket": str(tmp_path / "ctl"),
-                      "kamailio_rpc_socket": str(tmp_path / "rpc"), "kamailio_rtpengine_nodes": ["udp:198.18.0.21:2223"],
+                      "kamailio_rpc_socket": str(tmp_path / "rpc"),
+                      "kamailio_rtpengine_nodes": ["udp:198.18.0.21:2223"],
                       "kamailio_dispatcher_sets": [{"id": 1, "destinations": [{"uri": "sip:203.0.113.200:5085"}]}],
                       "kamailio_dispatcher_route_set": 1}, **extra)
     if "kamailio_subscribers_source" in extra:
@@ -95,7 +97,9 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
     on = json.loads((tmp_path / "features.json").read_text())
     observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES"}
     assert set(on) & observed == set(features), on
-    (tmp_path / "kamailio.cfg").write_text(open(os.path.join(ROOT, "roles", "kamailio", "files", "kamailio.cfg")).read())
+    with open(os.path.join(ROOT, "roles", "kamailio", "files", "kamailio.cfg")) as fh:
+        (tmp_path / "kamailio.cfg").write_text(fh.read())
     check = subprocess.run([KAMAILIO, "-c", "-f", str(tmp_path / "kamailio.cfg")], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60, check=False)
-    assert check.returncode == 0, (on, [line for line in check.stderr.splitlines() if "ERROR" in line or "CRIT" in line])
+    errors = [line for line in check.stderr.splitlines() if "ERROR" in line or "CRIT" in line]
+    assert check.returncode == 0, (on, errors)
