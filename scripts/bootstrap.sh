@@ -9,7 +9,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
 require_root bootstrap "it installs Debian packages and a venv under /var/cache/itsp-cluster/"
 
-debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
+# kamailio and the module packages the roles use: tests check rendered configurations with kamailio -c.
+debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio
+      kamailio-postgres-modules kamailio-extra-modules)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,7 +25,7 @@ def status_row(cloud, name, groups, proxy=None, relay=None):
     """One node's row: what cloud_facts found, plus the proxy's and relay's answers (registered
     results of the status play's RPC loop and rtpengine-ctl)."""
     cloud = cloud or {}
-    kinds = (("proxy", "kamailio"), ("relay", "rtpengine"), ("db", "sipdb"))
+    kinds = (("proxy", "kamailio"), ("relay", "rtpengine"), ("db", "sipdb"), ("monitoring", "monitoring"))
     roles = [r for r, g in kinds if name in (groups.get(g) or [])]
     row = {"node": name, "role": "+".join(roles) or "-",
            "where": f"{cloud.get('provider', '?')}/{cloud.get('zone') or '-'}",

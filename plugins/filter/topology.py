@@ -152,6 +152,28 @@ def firewall_openings(protos, port, sources="any", comment="", management=False)
              "sources": sources if sources == "any" else list(sources)} for proto in protos]
 
 
+def scrape_targets(hostvars, groups, group, port_var, default_port, address_var=None):
+    """Prometheus static_configs for the hosts of ``group``: one entry per host,
+    ``{targets: ["PRIVATE:PORT"], labels: {node: NAME, group: GROUP}}``.
+
+    The port is the host's ``port_var`` (e.g. kamailio_metrics_port), else ``default_port``; the
+    address its ``address_var`` when set (rtpengine_ng_address), else its private address. A host
+    with ``<role>_metrics_enabled: false`` (the prefix of ``port_var``) is left out.
+    """
+    prefix = str(port_var).rsplit("_metrics_port", 1)[0]
+    out = []
+    for name, hv in _members(hostvars, groups, group):
+        enabled = hv.get(f"{prefix}_metrics_enabled", True)
+        if str(enabled).lower() in ("false", "no", "0", "off"):
+            continue
+        address = (hv.get(address_var) if address_var else "") or node_address(hv)
+        if not address:
+            raise AnsibleFilterError(f"scrape_targets: host {name!r} of group {group!r} has no private address")
+        port = int(hv.get(port_var, default_port))
+        out.append({"targets": [f"{address}:{port}"], "labels": {"node": name, "group": group}})
+    return out
+
+
 def dispatcher_states(listing, uri):
     """[{set, state}] for every set of a ``dispatcher.list`` RPC result that holds ``uri``.
 
@@ -262,6 +284,7 @@ class FilterModule:
             "server_id": server_id,
             "address_table": address_table,
             "firewall_openings": firewall_openings,
+            "scrape_targets": scrape_targets,
             "dispatcher_states": dispatcher_states,
             "dispatcher_changes": dispatcher_changes,
             "own_calls": own_calls,

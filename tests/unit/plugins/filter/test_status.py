@@ -34,6 +34,12 @@ def test_relay_and_big_box_rows():
     assert big["role"] == "proxy+relay" and big["state"] == "active (relay down)"
 
 
+def test_a_relay_that_also_runs_prometheus_says_so():
+    groups = dict(GROUPS, monitoring=["media1"])
+    relay = {"stdout": "Current sessions own: 0\n"}
+    assert status_row(CLOUD, "media1", groups, None, relay)["role"] == "relay+monitoring"
+
+
 def test_table_has_a_header_and_one_line_per_node_in_order():
     rows = [status_row(CLOUD, "proxy1", GROUPS, _proxy()), status_row({}, "db1", GROUPS)]
     table = status_table(rows)

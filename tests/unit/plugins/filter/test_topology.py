@@ -9,6 +9,7 @@ from ansible_collections.itsp.cluster.plugins.filter.topology import (
     media_relays,
     node_address,
     proxy_topology,
+    scrape_targets,
     server_id,
 )
 
@@ -194,3 +195,22 @@ def test_relay_changes_only_where_the_relay_is_listed_in_the_other_state():
                {"item": "proxy5", "failed": True, "error": {"message": "Method Not Found"}}]
     assert relay_changes(results, url, disabled=True) == ["proxy1", "proxy4"]
     assert relay_changes(results, url, disabled=False) == ["proxy2"]
+
+
+def test_scrape_targets_use_private_addresses_ports_and_name_each_node():
+    hostvars = dict(HOSTVARS, proxy2=dict(HOSTVARS["proxy2"], kamailio_metrics_port=9600),
+                    proxy3=dict(HOSTVARS["proxy3"], kamailio_metrics_enabled=False))
+    assert scrape_targets(hostvars, GROUPS, "kamailio", "kamailio_metrics_port", 9494) == [
+        {"targets": ["198.18.0.11:9494"], "labels": {"node": "proxy1", "group": "kamailio"}},
+        {"targets": ["198.18.0.12:9600"], "labels": {"node": "proxy2", "group": "kamailio"}},
+    ]
+    # rtpengine listens on its control address when one is set.
+    assert scrape_targets(HOSTVARS, GROUPS, "rtpengine", "rtpengine_metrics_port", 9495,
+                          address_var="rtpengine_ng_address")[2] == {
+        "targets": ["198.19.0.22:9495"], "labels": {"node": "media2", "group": "rtpengine"}}
+    assert scrape_targets(HOSTVARS, GROUPS, "monitoring", "kamailio_metrics_port", 9494) == []
+
+
+def test_scrape_targets_refuse_a_host_without_an_address():
+    with pytest.raises(AnsibleFilterError, match="host 'ghost' of group 'kamailio' has no private address"):
+        scrape_targets({"ghost": {}}, {"kamailio": ["ghost"]}, "kamailio", "kamailio_metrics_port", 9494)
