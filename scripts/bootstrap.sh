@@ -9,7 +9,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
 require_root bootstrap "it installs Debian packages and a venv under /var/cache/itsp-cluster/"
 
-debs=(debootstrap systemd-container nftables iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
+debs=(debootstrap systemd-container nftables conntrack iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
