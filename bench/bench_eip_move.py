@@ -196,14 +196,15 @@ def main():
                 time.sleep(0.01)
             if first_new is None:
                 sys.exit(f"bench: move {move + 1}: no answer from {new} within 10 s of the association")
-            applied = nat_applied_after(t0, eip, HOSTS[new][0])
             window = [seq for seq, ts in sent.items() if t0 <= ts < first_new]
             answered = {seq: host for seq, _t, host in recv}
-            rows.append({"move": f"{old}->{new}", "call": t_call - t0,
-                         "nat": (applied - t0) if applied else float("nan"), "first": first_new - t0,
+            rows.append({"move": f"{old}->{new}", "t0": t0, "new": new, "call": t_call - t0, "first": first_new - t0,
                          "unanswered": sum(1 for seq in window if seq not in answered),
                          "old_after": sum(1 for seq, _t, host in recv if host == old and sent.get(seq, 0) > t_call)})
             time.sleep(args.settle)
+        for r in rows:  # eip_nat logs each change after applying it: read the log once all are done
+            applied = nat_applied_after(r["t0"], eip, HOSTS[r["new"]][0])
+            r["nat"] = (applied - r["t0"]) if applied else float("nan")
         how = "itsp-eip-move on the new host" if args.mover else "boto3 AssociateAddress from the controller"
         print(f"Elastic IP {eip} moved {args.moves} times with {how}; one OPTIONS/10 ms from one UDP flow")
         print(f"{'move':>11} {'call s':>7} {'NAT s':>7} {'1st answer s':>13} {'unanswered':>11} "

@@ -1,6 +1,7 @@
-"""roles/elastic_ip/files/itsp-eip-move as a real process against moto's EC2 and the lab's metadata
-stand-in, both on loopback: it moves the address, says clearly when it is not allowed, and gives up
-in bounded time when the API is down. Each case checks the association moto then holds."""
+"""roles/elastic_ip/files/itsp_eip_move.py (the itsp-eip-move command) as a real process against
+moto's EC2 and the lab's metadata stand-in, both on loopback: it moves the address, says clearly
+when it is not allowed, and gives up in bounded time when the API is down. Each case checks the
+association moto then holds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from standins_fixtures import ROOT, Ec2FaultProxy, MetadataStandIn, free_port, r
 moto_server = standins.moto_server
 clean_moto = standins.clean_moto
 
-MOVER = os.path.join(ROOT, "roles", "elastic_ip", "files", "itsp-eip-move")
+MOVER = os.path.join(ROOT, "roles", "elastic_ip", "files", "itsp_eip_move.py")
 REGION = "eu-west-1"
 EIP = "203.0.113.31"
 HOSTS = [

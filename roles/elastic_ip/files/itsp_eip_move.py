@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Move an Elastic IP to this instance: keepalived's notify_master action for an AWS pair.
 
     itsp-eip-move [--config /etc/itsp/eip-move.conf]
