@@ -29,25 +29,11 @@ import time
 
 from benchlib import LABCTL, ROOT, ssh
 
+from lab import sip_responder
+
 PORT = 5062
 PROBE_SOURCE = ("203.0.113.200", 5091)
 HOSTS = {"eipa": ("198.18.0.31", "203.0.113.31"), "eipb": ("198.18.0.32", "203.0.113.32")}
-
-
-def responder(name, address, port, lifetime):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((address, port))
-    sock.settimeout(0.5)
-    deadline = time.monotonic() + lifetime
-    while time.monotonic() < deadline:
-        try:
-            data, peer = sock.recvfrom(4096)
-        except socket.timeout:
-            continue
-        headers = [line for line in data.decode(errors="replace").split("\r\n")
-                   if line.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
-        sock.sendto(("SIP/2.0 200 OK\r\n" + "\r\n".join(headers) + f"\r\nX-Lab-Host: {name}\r\n"
-                     "Content-Length: 0\r\n\r\n").encode(), peer)
 
 
 def prober(target, port, duration, interval):
@@ -58,19 +44,14 @@ def prober(target, port, duration, interval):
 
     def receive():
         while True:
-            data = sock.recv(4096).decode(errors="replace")
-            seq = re.search(r"Call-ID: probe-(\d+)", data)
-            host = re.search(r"X-Lab-Host: (\S+)", data)
-            if seq and host:
-                out.write(f"recv {seq.group(1)} {time.time():.4f} {host.group(1)}\n")
+            answer = sip_responder.answered_by(sock.recv(4096))
+            if answer:
+                out.write(f"recv {answer[0]} {time.time():.4f} {answer[1]}\n")
                 out.flush()
 
     threading.Thread(target=receive, daemon=True).start()
     for seq in range(int(duration / interval)):
-        message = (f"OPTIONS sip:{target}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {PROBE_SOURCE[0]}:{PROBE_SOURCE[1]};"
-                   f"branch=z9hG4bK-{seq}\r\nFrom: <sip:probe@{PROBE_SOURCE[0]}>;tag=p\r\nTo: <sip:{target}>\r\n"
-                   f"Call-ID: probe-{seq}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        sock.sendto(message.encode(), (target, port))
+        sock.sendto(sip_responder.options(target, port, PROBE_SOURCE, seq).encode(), (target, port))
         out.write(f"sent {seq} {time.time():.4f}\n")
         out.flush()
         time.sleep(interval)
@@ -119,8 +100,6 @@ def install_mover(ec2, allocation):
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "_responder":
-        return responder(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     if len(sys.argv) > 1 and sys.argv[1] == "_prober":
         return prober(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
     p = argparse.ArgumentParser()
@@ -149,8 +128,8 @@ def main():
         lifetime = args.moves * (args.settle + 3) + 20
         for name, (priv, _pub) in HOSTS.items():
             procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", f"itsph-{name}", sys.executable, __file__, "_responder", name, priv,
-                 str(PORT), str(lifetime)]))
+                ["ip", "netns", "exec", f"itsph-{name}", sys.executable, sip_responder.__file__, "serve", name,
+                 priv, str(PORT), str(lifetime)]))
         time.sleep(0.5)
         probe = subprocess.Popen(["ip", "netns", "exec", "itsp-pub", sys.executable, __file__, "_prober", eip,
                                   str(PORT), str(lifetime - 5), "0.01"], stdout=subprocess.PIPE, text=True)

@@ -9,7 +9,8 @@
 
 Topology (all names start with "itsp", so teardown only ever touches what it made):
 
-    controller (root ns) 198.18.0.1 on bridge itspbr0   <- Ansible SSH, apt cache :3142
+    controller (root ns) 198.18.0.1 on bridge itspbr0   <- Ansible SSH, apt cache :3142,
+                                                           EC2 API :5000 (moto, AWS hosts as instances)
         | veth vh-NAME                      | veth itsp-edge-in
     host NAME (netns itsph-NAME, nspawn)    edge (netns itsp-edge) 198.18.0.254
       eth0 198.18.0.x, gw .254                1-to-1 NAT (nft): PUB <-> PRIV
