@@ -56,7 +56,8 @@ def ruleset(mapping, instance_addresses, edge_out):
             snat.append(f'    ip saddr {private} oifname "{edge_out}" snat to {public}')
     unreachable = sorted(set(instance_addresses) - snat_done)
     drop_in = f"    ip daddr {{ {', '.join(unassociated)} }} drop" if unassociated else ""
-    drop_out = (f'    ip saddr {{ {", ".join(unreachable)} }} oifname "{edge_out}" drop'
+    # Only what the host starts: replies of flows NATed to it by other rules (a VIP) still pass.
+    drop_out = (f'    ip saddr {{ {", ".join(unreachable)} }} oifname "{edge_out}" ct direction original drop'
                 if unreachable else "")
     newline = "\n"
     return f"""table ip {TABLE}

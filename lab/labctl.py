@@ -517,13 +517,17 @@ EC2_ROLE_GROUPS = ("kamailio", "rtpengine")
 
 
 def normalise_elastic_ips(spec, hosts, origin):
-    """Optional `elastic_ips: [{public_ipv4, host (name or null), region}]`: floating addresses
-    besides the hosts' own (an AWS host's public_ipv4 is already an Elastic IP associated with it)."""
+    """Optional `elastic_ips: [{public_ipv4, host (name or null), region}]`, or per host
+    `elastic_ips: [ADDRESS, ...]` (associated with that host first): floating addresses besides the
+    hosts' own (an AWS host's public_ipv4 is already an Elastic IP associated with it)."""
     by_name = {h["name"]: h for h in hosts}
     taken = {h["public_ipv4"] for h in hosts} | {EDGE_PUB_IP, *PUB_CLIENT_IPS}
+    wanted = [(f"{origin}: elastic_ips[{i}]", e) for i, e in enumerate(spec.get("elastic_ips") or [])]
+    for i, h in enumerate(spec["hosts"]):
+        wanted += [(f"{origin}: hosts[{i}].elastic_ips[{j}]", {"public_ipv4": a, "host": h.get("name")})
+                   for j, a in enumerate(h.get("elastic_ips") or [])]
     result = []
-    for i, e in enumerate(spec.get("elastic_ips") or []):
-        where = f"{origin}: elastic_ips[{i}]"
+    for where, e in wanted:
         if not isinstance(e, dict):
             raise LabError(f"{where}: expected {{public_ipv4, host, region}}")
         try:

@@ -35,6 +35,9 @@ def test_spec_keeps_groups_and_floating_addresses():
     assert spec["hosts"][0]["groups"] == ["kamailio", "rtpengine", "sip_nodes"]
     assert spec["hosts"][2]["groups"] == []
     assert spec["elastic_ips"] == [{"public_ipv4": "203.0.113.50", "host": None, "region": "eu-west-1"}]
+    per_host = dict(SPEC, hosts=[dict(SPEC["hosts"][0], elastic_ips=["198.51.100.50"])] + SPEC["hosts"][1:])
+    assert labctl.normalise_spec(per_host)["elastic_ips"][1] == {"public_ipv4": "198.51.100.50", "host": "proxy1",
+                                                                "region": "eu-west-1"}
     assert labctl.ec2_tags(spec["hosts"][0]) == {"Name": "proxy1", "itsp:cluster": "lab",
                                                  "itsp:role": "kamailio,rtpengine"}
 
@@ -88,7 +91,7 @@ def test_nat_rules_follow_the_association(clean_moto):
     rules = eip_nat.ruleset(after, privates, "itsp-edge-out")
     assert "ip daddr 203.0.113.11 dnat to 198.18.0.12" in rules
     # proxy1 lost its only public address: like an EC2 instance without one, it reaches no internet.
-    assert 'ip saddr { 198.18.0.11 } oifname "itsp-edge-out" drop' in rules
+    assert 'ip saddr { 198.18.0.11 } oifname "itsp-edge-out" ct direction original drop' in rules
     # proxy2 holds two: its own traffic leaves from the lower one, each keeps its inbound DNAT.
     assert 'ip saddr 198.18.0.12 oifname "itsp-edge-out" snat to 203.0.113.11' in rules
     assert "ip daddr 203.0.113.12 dnat to 198.18.0.12" in rules
