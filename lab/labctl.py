@@ -9,7 +9,8 @@
 
 Topology (all names start with "itsp", so teardown only ever touches what it made):
 
-    controller (root ns) 198.18.0.1 on bridge itspbr0   <- Ansible SSH, apt cache :3142
+    controller (root ns) 198.18.0.1 on bridge itspbr0   <- Ansible SSH, apt cache :3142,
+                                                           EC2 API :5000 (moto, AWS hosts as instances)
         | veth vh-NAME                      | veth itsp-edge-in
     host NAME (netns itsph-NAME, nspawn)    edge (netns itsp-edge) 198.18.0.254
       eth0 198.18.0.x, gw .254                1-to-1 NAT (nft): PUB <-> PRIV
@@ -205,8 +206,9 @@ def normalise_spec(spec, origin="spec"):
             "instance_type": h.get("instance_type", defaults["instance_type"]),
             "azure_public_via": h.get("azure_public_via"),
             "fault": h.get("fault"),
+            "groups": sorted(str(g) for g in h.get("groups") or []),
         })
-    return {"hosts": hosts}
+    return {"hosts": hosts, "elastic_ips": normalise_elastic_ips(spec, hosts, origin)}
 
 
 def host_mac(private_ipv4):
@@ -215,11 +217,14 @@ def host_mac(private_ipv4):
     return "02:" + ":".join(f"{b:02x}" for b in (0x18, octets[0] ^ 0xC6, octets[1], octets[2], octets[3]))
 
 
-def metadata_config(spec):
+def metadata_config(spec, ec2=None):
+    """ec2: what up_ec2_api registered; an AWS host's instance-id is then the one the EC2 API knows."""
     hosts = {}
+    registered = (ec2 or {}).get("instances", {})
     for h in spec["hosts"]:
         digest = hashlib.sha1(h["name"].encode()).hexdigest()  # noqa: S324 - an id, not security
-        ids = {"aws": "i-0" + digest[:16], "gce": str(int(digest[:15], 16)),
+        ids = {"aws": registered.get(h["name"], {}).get("instance_id") or "i-0" + digest[:16],
+               "gce": str(int(digest[:15], 16)),
                "azure": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
                "metal": None}
         hosts[h["private_ipv4"]] = {
@@ -465,9 +470,9 @@ ExThreshold: 4
     wait_tcp(CONTROLLER_IP, APT_PORT, "apt-cacher-ng", os.path.join(RUN, "apt-cacher-ng.log"))
 
 
-def up_metadata(spec):
+def up_metadata(spec, ec2=None):
     cfg = os.path.join(RUN, "metadata.json")
-    new = json.dumps(metadata_config(spec), indent=2, sort_keys=True)
+    new = json.dumps(metadata_config(spec, ec2), indent=2, sort_keys=True)
     pidfile = os.path.join(RUN, "metadata.pid")
     old = None
     with contextlib.suppress(OSError), open(cfg) as fh:
@@ -500,6 +505,120 @@ def up_stun():
                  "--port", str(STUN_PORT)], os.path.join(RUN, "stun.log"), netns=PUB_NS)
     with open(pidfile, "w") as fh:
         fh.write(str(pid))
+
+
+# --------------------------------------------------------------------------------------------
+# The EC2 API (moto) and the Elastic IP NAT that follows it
+
+EC2_API_PORT = 5000  # moto's own default port, on the controller's bridge address
+EC2_PIDFILES = ("eip-nat.pid", "ec2-api.pid")
+# Inventory groups that become the itsp:role tag (comma-separated), what inventories/aws groups by.
+EC2_ROLE_GROUPS = ("kamailio", "rtpengine")
+
+
+def normalise_elastic_ips(spec, hosts, origin):
+    """Optional `elastic_ips: [{public_ipv4, host (name or null), region}]`, or per host
+    `elastic_ips: [ADDRESS, ...]` (associated with that host first): floating addresses besides the
+    hosts' own (an AWS host's public_ipv4 is already an Elastic IP associated with it)."""
+    by_name = {h["name"]: h for h in hosts}
+    taken = {h["public_ipv4"] for h in hosts} | {EDGE_PUB_IP, *PUB_CLIENT_IPS}
+    wanted = [(f"{origin}: elastic_ips[{i}]", e) for i, e in enumerate(spec.get("elastic_ips") or [])]
+    for i, h in enumerate(spec["hosts"]):
+        wanted += [(f"{origin}: hosts[{i}].elastic_ips[{j}]", {"public_ipv4": a, "host": h.get("name")})
+                   for j, a in enumerate(h.get("elastic_ips") or [])]
+    result = []
+    for where, e in wanted:
+        if not isinstance(e, dict):
+            raise LabError(f"{where}: expected {{public_ipv4, host, region}}")
+        try:
+            pub = ipaddress.ip_address(str(e.get("public_ipv4")))
+        except ValueError as exc:
+            raise LabError(f"{where}.public_ipv4 must be an IPv4 address") from exc
+        if not any(pub in n for n in PUBLIC_NETS) or str(pub) in taken:
+            raise LabError(f"{where}.public_ipv4 {pub} must be a free address in 203.0.113.0/24 or "
+                           f"198.51.100.0/24")
+        taken.add(str(pub))
+        owner = e.get("host")
+        if owner is not None and (owner not in by_name or by_name[owner]["cloud"] != "aws"):
+            raise LabError(f"{where}.host {owner!r} must be the name of an aws host of the spec, or null")
+        region = e.get("region") or (by_name[owner]["region"] if owner else CLOUD_DEFAULTS["aws"]["region"])
+        result.append({"public_ipv4": str(pub), "host": owner, "region": region})
+    return result
+
+
+def ec2_api_available():
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("moto", "boto3"))
+
+
+def ec2_tags(h):
+    tags = {"Name": h["name"], "itsp:cluster": "lab"}
+    roles = [g for g in h["groups"] if g in EC2_ROLE_GROUPS]
+    if roles:
+        tags["itsp:role"] = ",".join(roles)
+    return tags
+
+
+def up_ec2_api(spec):
+    """moto's EC2 API on CONTROLLER_IP:EC2_API_PORT (the hosts reach it over the bridge), every aws
+    host registered as an instance with its own addresses and tags, and lab/eip_nat.py keeping the
+    edge's NAT for Elastic IPs equal to their associations. Returns what it registered (lab state)."""
+    aws = [h for h in spec["hosts"] if h["cloud"] == "aws"]
+    if not aws and not spec["elastic_ips"]:
+        return None
+    if not ec2_api_available():
+        if spec["elastic_ips"]:
+            raise LabError("the spec has elastic_ips but moto/boto3 are not installed: run labctl.py with the "
+                           "venv of scripts/bootstrap.sh")
+        log("moto is not installed (the venv of scripts/bootstrap.sh has it): no EC2 API in this lab, "
+            "the AWS hosts' public addresses stay fixed")
+        return None
+    for pidname in EC2_PIDFILES:
+        stop_pid(read_pid(os.path.join(RUN, pidname)))
+    sys.path.insert(0, os.path.dirname(HERE))
+    from lab.standins.cloud import MotoServer, register_lab_instances
+
+    server = MotoServer(RUN, host=CONTROLLER_IP, port=EC2_API_PORT, record=False)
+    try:
+        server.start(detach=True)
+    except RuntimeError as exc:
+        if server.process is not None:
+            stop_pid(server.process.pid)
+        raise LabError(f"moto's EC2 API did not start: {exc}; see {server.log_path}") from exc
+    with open(os.path.join(RUN, "ec2-api.pid"), "w") as fh:
+        fh.write(str(server.process.pid))
+    t0 = time.monotonic()
+    fleet = register_lab_instances(server, [dict(h, tags=ec2_tags(h)) for h in aws], str(PRIVATE_NET),
+                                   spec["elastic_ips"])
+    for public in fleet["elastic_ips"]:
+        sh("ip", "addr", "replace", f"{public}/32", "dev", EDGE_OUT, netns=EDGE_NS)
+    regions = sorted({h["region"] for h in aws} | {e["region"] for e in spec["elastic_ips"]})
+    owners = {e["host"] for e in spec["elastic_ips"]}
+    cmd = [sys.executable, os.path.join(HERE, "eip_nat.py"), "--endpoint", server.url, "--netns", EDGE_NS,
+           "--edge-out", EDGE_OUT]
+    cmd += [arg for region in regions for arg in ("--region", region)]
+    cmd += [arg for h in aws if h["public_ipv4"] or h["name"] in owners
+            for arg in ("--instance-address", h["private_ipv4"])]
+    sh(*cmd, "--once", capture=True, timeout=60)
+    with open(os.path.join(RUN, "eip-nat.pid"), "w") as fh:
+        fh.write(str(spawn(cmd, os.path.join(RUN, "eip-nat.log"))))
+    log(f"EC2 API at {server.url}: {len(fleet['instances'])} instances, {len(fleet['elastic_ips'])} Elastic IPs "
+        f"in {time.monotonic() - t0:.1f} s")
+    return dict(fleet, endpoint_url=server.url, regions=regions)
+
+
+def ec2_api_running(_spec=None):
+    if not (load_state() or {}).get("ec2"):
+        return True
+    return all(pid_alive(read_pid(os.path.join(RUN, pidname))) for pidname in EC2_PIDFILES)
+
+
+def ec2_api_status(state):
+    ec2 = state.get("ec2")
+    if not ec2:
+        return None
+    return dict(ec2, running={p[:-4]: pid_alive(read_pid(os.path.join(RUN, p))) for p in EC2_PIDFILES})
 
 
 def wait_tcp(addr, port, what, logfile, netns=None, timeout=15.0):
@@ -658,7 +777,8 @@ def cmd_up(args):
         ensure_template()
         up_network(spec)
         up_apt_cache()
-        up_metadata(spec)
+        ec2 = up_ec2_api(spec)
+        up_metadata(spec, ec2)
         up_stun()
         pids = {h["name"]: up_host(h, pubkey) for h in spec["hosts"]}
         for h in spec["hosts"]:
@@ -669,7 +789,7 @@ def cmd_up(args):
         log("lab up failed: tearing down what it made")
         cmd_down(args)
         raise
-    save_state({"spec": spec, "complete": True})
+    save_state({"spec": spec, "complete": True, "ec2": ec2})
     log(f"lab up: {len(spec['hosts'])} hosts in {time.monotonic() - t0:.1f} s")
     print(json.dumps(dict(status(), changed=True), indent=2))
 
@@ -677,7 +797,8 @@ def cmd_up(args):
 def all_running(spec):
     return pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))) and pid_alive(
         read_pid(os.path.join(RUN, "stun.pid"))) and all(
-        pid_alive(read_pid(os.path.join(RUN, f"host-{h['name']}.pid"))) for h in spec["hosts"])
+        pid_alive(read_pid(os.path.join(RUN, f"host-{h['name']}.pid"))) for h in spec["hosts"]) and \
+        ec2_api_running(spec)
 
 
 def cmd_down(_args=None):
@@ -695,7 +816,7 @@ def cmd_down(_args=None):
                   if f.startswith("host-") and f.endswith(".pid") and f[5:-4] not in names]
     for name in names:
         down_host(name)
-    for pidname in ("metadata.pid", "stun.pid", "apt-cacher-ng.pid"):
+    for pidname in ("metadata.pid", "stun.pid", "apt-cacher-ng.pid") + EC2_PIDFILES:
         stop_pid(read_pid(os.path.join(RUN, pidname)))
     for ns in (EDGE_NS, PUB_NS):
         if netns_exists(ns):
@@ -720,7 +841,7 @@ def status():
     return {"up": state.get("complete", False), "controller": CONTROLLER_IP,
             "public_clients": list(PUB_CLIENT_IPS), "ssh_key": SSH_KEY,
             "metadata": pid_alive(read_pid(os.path.join(RUN, "metadata.pid"))),
-            "stun": f"{PUB_CLIENT_IPS[0]}:{STUN_PORT}", "hosts": hosts}
+            "stun": f"{PUB_CLIENT_IPS[0]}:{STUN_PORT}", "hosts": hosts, "ec2": ec2_api_status(state)}
 
 
 def cmd_status(_args):

@@ -5,10 +5,13 @@
                      error (RequestLimitExceeded...) a set number of times, and counts what it saw
     GceStandIn       lab/standins/gce_compute_api.py in its own process; /_stats counts the calls
     build_ec2_fleet  VPC + subnet in 198.18.0.0/16 per region, tagged instances, optional EIPs
+    register_lab_instances  the lab's hosts as instances with their own private and public addresses
+    MetadataStandIn  lab/metadata_server.py in its own process, answering 127.0.0.1 as one host
 
 Shared by the integration tests (tests/integration/standins_fixtures.py wraps them in pytest
-fixtures) and the benches (bench/bench_discovery.py, bench/bench_sizing.py), so bench/ never imports
-from tests/. Nothing here talks to any address but 127.0.0.1.
+fixtures), the benches (bench/bench_discovery.py, bench/bench_sizing.py), so bench/ never imports
+from tests/, and the lab (lab/labctl.py runs MotoServer on the controller's bridge address, the one
+place it listens elsewhere than on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -82,15 +85,23 @@ def _post(url, data=b""):
 class MotoServer:
     """`python -m moto.server` on a free loopback port, with its request recorder on."""
 
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
+    def __init__(self, workdir, host=LOOPBACK, port=None, record=True):
+        self.host = host
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.record = record
         self.recording = os.path.join(workdir, "moto_recording.jsonl")
         self.log_path = os.path.join(workdir, "moto_server.log")
         self.process = None
 
     def __enter__(self):
-        env = dict(os.environ, MOTO_ENABLE_RECORDING="True", MOTO_RECORDER_FILEPATH=self.recording)
+        return self.start()
+
+    def start(self, detach=False):
+        """Start and wait until it answers. detach: in its own session, to outlive the caller (the lab)."""
+        env = dict(os.environ)
+        if self.record:
+            env.update(MOTO_ENABLE_RECORDING="True", MOTO_RECORDER_FILEPATH=self.recording)
         for name in (
             "AWS_PROFILE",
             "AWS_DEFAULT_PROFILE",
@@ -102,10 +113,12 @@ class MotoServer:
             env.pop(name, None)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                start_new_session=detach,
             )
         _wait_http(self.url + "/moto-api/data.json", self.process)
         return self
@@ -324,6 +337,20 @@ def gce_instance(
     return instance
 
 
+def create_vpc_subnet(ec2, subnet_cidr, zone, vpc_cidr="198.18.0.0/16"):
+    """A VPC and one subnet in it; returns the subnet id."""
+    vpc = ec2.create_vpc(CidrBlock=vpc_cidr)["Vpc"]["VpcId"]
+    return ec2.create_subnet(VpcId=vpc, CidrBlock=subnet_cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+
+
+def allocate_elastic_ip(ec2, address, instance_id=None):
+    """An Elastic IP with the address chosen (moto takes Address= as given), associated if instance_id."""
+    allocation = ec2.allocate_address(Domain="vpc", Address=address)["AllocationId"]
+    if instance_id:
+        ec2.associate_address(AllocationId=allocation, InstanceId=instance_id)
+    return allocation
+
+
 def build_ec2_fleet(
     moto, regions, per_region, tags=None, eips_per_region=0, batch=100, instance_type="c5.large"
 ):
@@ -337,10 +364,7 @@ def build_ec2_fleet(
     fleet = {}
     for index, region in enumerate(regions, start=1):
         ec2 = moto.client("ec2", region)
-        vpc = ec2.create_vpc(CidrBlock="198.18.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(
-            VpcId=vpc, CidrBlock=f"198.18.{index}.0/24", AvailabilityZone=f"{region}a"
-        )["Subnet"]["SubnetId"]
+        subnet = create_vpc_subnet(ec2, f"198.18.{index}.0/24", f"{region}a")
         ids = []
         remaining = per_region
         while remaining > 0:
@@ -360,7 +384,82 @@ def build_ec2_fleet(
             ids.extend(instance["InstanceId"] for instance in answer["Instances"])
             remaining -= count
         for instance_id in ids[:eips_per_region]:
-            allocation = ec2.allocate_address(Domain="vpc", Address=public_pool.pop(0))
-            ec2.associate_address(AllocationId=allocation["AllocationId"], InstanceId=instance_id)
+            allocate_elastic_ip(ec2, public_pool.pop(0), instance_id)
         fleet[region] = ids
     return fleet
+
+
+def register_lab_instances(moto, hosts, subnet_cidr, elastic_ips=()):
+    """The lab's hosts as EC2 instances, with the lab's own addresses.
+
+    hosts: [{"name", "private_ipv4", "public_ipv4", "region", "zone", "instance_type", "tags": {}}]
+    Per region one VPC (198.18.0.0/16) with one subnet `subnet_cidr` (the lab's bridge); each host
+    runs with PrivateIpAddress = its private address, its tags, and its public address as an
+    Elastic IP associated with it. elastic_ips: more EIPs ({"public_ipv4", "region", "host": name
+    or None}), floating addresses a pair moves between its members.
+    Returns {"instances": {name: {"instance_id", "network_interface_id", "region"}},
+             "elastic_ips": {public address: {"allocation_id", "region", "host"}}}.
+    """
+    instances, addresses, subnets, clients = {}, {}, {}, {}
+    for host in hosts:
+        region = host["region"]
+        ec2 = clients.setdefault(region, moto.client("ec2", region))
+        if region not in subnets:
+            subnets[region] = create_vpc_subnet(ec2, subnet_cidr, host["zone"])
+        tag_list = [{"Key": key, "Value": value} for key, value in sorted(host["tags"].items())]
+        instance = ec2.run_instances(
+            ImageId=AMI_ID, MinCount=1, MaxCount=1, SubnetId=subnets[region],
+            InstanceType=host["instance_type"], PrivateIpAddress=host["private_ipv4"],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list}],
+        )["Instances"][0]
+        instances[host["name"]] = {
+            "instance_id": instance["InstanceId"],
+            "network_interface_id": instance["NetworkInterfaces"][0]["NetworkInterfaceId"],
+            "region": region,
+        }
+        if host["public_ipv4"]:
+            addresses[host["public_ipv4"]] = {
+                "allocation_id": allocate_elastic_ip(ec2, host["public_ipv4"], instance["InstanceId"]),
+                "region": region, "host": host["name"]}
+    for extra in elastic_ips:
+        ec2 = clients.setdefault(extra["region"], moto.client("ec2", extra["region"]))
+        owner = instances.get(extra.get("host") or "", {}).get("instance_id")
+        addresses[extra["public_ipv4"]] = {
+            "allocation_id": allocate_elastic_ip(ec2, extra["public_ipv4"], owner),
+            "region": extra["region"], "host": extra.get("host")}
+    return {"instances": instances, "elastic_ips": addresses}
+
+
+class MetadataStandIn:
+    """lab/metadata_server.py on a kernel-chosen loopback port, answering 127.0.0.1 as `record`
+    (a host record of its config: cloud, instance_id, addresses...)."""
+
+    def __init__(self, workdir, record):
+        self.config_path = os.path.join(workdir, "metadata.json")
+        self.log_path = os.path.join(workdir, "metadata.log")
+        with open(self.config_path, "w", encoding="utf-8") as out:
+            json.dump({"hosts": {LOOPBACK: record}}, out)
+        self.process = None
+        self.url = None
+
+    def __enter__(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "lab", "metadata_server.py"), "--config", self.config_path,
+                 "--bind", LOOPBACK, "--port", "0"], stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 10
+        while self.url is None and time.monotonic() < deadline:
+            with open(self.log_path, encoding="utf-8") as log:
+                for line in log:
+                    if f"listening on {LOOPBACK}:" in line:
+                        self.url = f"http://{LOOPBACK}:{int(line.split(LOOPBACK + ':')[1].split()[0])}"
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        if self.url is None:
+            _stop(self.process)
+            raise RuntimeError(f"metadata stand-in did not start; see {self.log_path}")
+        return self
+
+    def __exit__(self, *_exc):
+        _stop(self.process)

@@ -14,11 +14,13 @@ from lab.standins.cloud import (  # noqa: F401 - re-exported for the test module
     ROOT,
     Ec2FaultProxy,
     GceStandIn,
+    MetadataStandIn,
     MotoServer,
     ansible_env,
     build_ec2_fleet,
     free_port,
     gce_instance,
+    register_lab_instances,
 )
 
 
