@@ -114,6 +114,18 @@ def register(proxy, user, domain, contact_port, port=5060, local_port=5071, time
                   "-i", source, "-p", str(local_port)] + _credentials(auth), timeout)
 
 
+def register_many(proxy, users, port=5060, local_port=5095, rate=50, timeout=30):
+    """One REGISTER (Expires 3600) per user name of `users`, each with its own contact, at `rate`/s."""
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("SEQUENTIAL\n" + "".join(f"{user}\n" for user in users))
+    try:
+        return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "register_many.xml"), "-inf", path,
+                      "-m", str(len(users)), "-r", str(rate), "-p", str(local_port)], timeout, trace=False)
+    finally:
+        os.unlink(path)
+
+
 def _call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms, source=PUBLIC_CLIENT, auth=None):
     scenario = "call_auth.xml" if auth else "call.xml"
     return [f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, scenario), "-m", "1", "-s", user,

@@ -3,9 +3,7 @@ hundred registered users while site.yml rolls changes. Failed calls and registra
 counted on every node; the negative control (everything at once, no drain) must lose some.
 The tests run in file order and share the cluster."""
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,7 +12,18 @@ import time
 
 import pytest
 import yaml
-from testlib import LAST_RUN, PROJECT, ansible_host, converge, platforms, sip
+from testlib import (
+    LAST_RUN,
+    PROJECT,
+    ansible_host,
+    call_counts,
+    converge,
+    platforms,
+    sip,
+    sipp_background,
+    soft_stop,
+    stop_sipp,
+)
 
 P = platforms()
 PROXIES = ["proxy1", "proxy2", "proxy3"]
@@ -114,19 +123,12 @@ class Load:
                 "-r", str(rate), "-m", str(calls), "-l", str(int(rate * hold) + 5), "-d", str(hold * 1000)])
 
     def _sipp(self, args):
-        cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(self.timeout), "sipp", "-nd",
-               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", "15000",
-               "-timeout", f"{self.timeout - 5}s", "-timeout_error", *args]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return sipp_background(args, self.timeout)
 
     def stop(self):
         """Stop placing calls; the calls in progress finish (SIPp's soft exit)."""
         for proc in self.procs.values():
-            for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
-                                      check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGUSR1)
+            soft_stop(proc)
 
     def finish(self):
         out = {}
@@ -138,34 +140,14 @@ class Load:
         return out
 
     def stop_uas(self):
-        for pid in subprocess.run(["pgrep", "-P", str(self.uas.pid)], capture_output=True, text=True,
-                                  check=False).stdout.split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGUSR1)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.uas.communicate(timeout=20)
-        if self.uas.poll() is None:
-            self.uas.kill()
-            self.uas.communicate()
+        stop_sipp(self.uas)
 
 
-def _counts(output):
-    import re
-
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
+_counts = call_counts
 
 
 def register_population():
-    fd, users = tempfile.mkstemp(suffix=".csv")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("SEQUENTIAL\n" + "".join(f"user{i:04d}\n" for i in range(USERS)))
-    try:
-        res = sip._sipp([f"{pub('proxy1')}:5060", "-sf", os.path.join(SIPP, "register_many.xml"), "-inf", users,
-                         "-m", str(USERS), "-r", "50", "-p", "5095"], timeout=30, trace=False)
-    finally:
-        os.unlink(users)
+    res = sip.register_many(pub("proxy1"), [f"user{i:04d}" for i in range(USERS)])
     assert res.ok, res.stdout[-800:]
 
 

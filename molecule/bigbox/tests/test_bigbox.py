@@ -1,0 +1,242 @@
+"""The big fat box pair, active-passive, under bounded load: calls with RTP through the VIP's
+public address and a population of registered users, while the active box is powered off,
+comes back, and has its Kamailio hung. Failed calls, registrations and the failover time (the
+gap between the last SIP answer from the old active and the first from the new one, measured
+by an OPTIONS prober every 50 ms) are counted and printed. The negative control turns health
+tracking off: a hung Kamailio then keeps the VIP and calls fail.
+The tests run in file order and share the pair."""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from testlib import PROJECT, call_counts, platforms, sip, sipp_background, stop_sipp
+
+P = platforms()
+BOXES = ["box1", "box2"]
+VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
+USERS = 100
+LABCTL = os.path.join(PROJECT, "lab", "labctl.py")
+PROBE = os.path.join(PROJECT, "lab", "sip_probe.py")
+SIPP = sip.SIPP_DIR
+CTL = "unix:/run/kamailio/kamailio_ctl"
+
+
+def lab(*args, timeout=90):
+    return subprocess.run([sys.executable, LABCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def lab_exec(name, *cmd, timeout=20):
+    return lab("exec", name, "--", *cmd, timeout=timeout).stdout.strip()
+
+
+def holders():
+    """The boxes that have the VIP on an interface."""
+    return [n for n in BOXES if VIP in lab_exec(n, "ip", "-o", "-4", "addr", "show", "to", VIP)]
+
+
+def vrrp_state(name):
+    return (lab_exec(name, "cat", "/run/itsp-keepalived.state").split() or ["?"])[0]
+
+
+def wait_for(predicate, timeout, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+def single_holder():
+    found = holders()
+    return found[0] if len(found) == 1 else None
+
+
+def contacts(name):
+    out = lab_exec(name, "kamcmd", "-s", CTL, "stats.get_statistics", "location_contacts")
+    try:
+        return int(out.rsplit("=", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def reachable_users(name, users):
+    """How many of `users` the box finds in its location table (ul.lookup)."""
+    found = 0
+    for user in users:
+        out = lab_exec(name, "kamcmd", "-s", CTL, "ul.lookup", "location", user)
+        found += "Contact" in out or "Address" in out
+    return found
+
+
+class Prober:
+    """OPTIONS to the VIP's public address every 50 ms (bounded), from the public side."""
+
+    def __init__(self, seconds):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(seconds + 10),
+                                      sys.executable, PROBE, VIP_PUBLIC, "--seconds", str(seconds)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def finish(self):
+        with contextlib.suppress(ProcessLookupError):
+            for pid in subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True,
+                                      check=False).stdout.split():
+                for child in subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True,
+                                            check=False).stdout.split() or [pid]:
+                    os.kill(int(child), signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=30)
+        return [float(line.split()[1]) for line in out.splitlines() if re.match(r"^[\d.]+ [\d.]+ \d+$", line)]
+
+
+def outage(answers, after):
+    """The longest silence (s) between two answers around time `after`: last answer from the old
+    active to first from the new one."""
+    gaps = [(b - a, a, b) for a, b in zip(answers, answers[1:]) if b >= after]
+    return max(gaps)[0] if gaps else None
+
+
+class Load:
+    """Bounded SIPp calls with RTP through the VIP's public address to the user "callee" (a SIPp
+    UAS registered through the VIP): `rate` calls/s held `hold` s, for `seconds` s."""
+
+    def __init__(self, seconds, rate=4, hold=3, tag=0):
+        self.timeout = seconds + hold + 40
+        self.calls = int(rate * seconds)
+        uas_port = 5080 + tag
+        reg = sip.register(VIP_PUBLIC, f"callee{tag}", VIP_PUBLIC, contact_port=uas_port, local_port=5071,
+                           expires=3600)
+        assert reg.ok, reg.stdout[-500:]
+        self.uas = self._sipp(["-sf", os.path.join(SIPP, "uas_rtp.xml"), "-p", str(uas_port), "-mi",
+                               sip.PUBLIC_CLIENT, "-mp", str(40000 + tag * 100), "-rtp_echo", "-m", str(self.calls)])
+        time.sleep(0.5)
+        self.uac = self._sipp([f"{VIP_PUBLIC}:5060", "-sf", os.path.join(SIPP, "uac_rtp.xml"), "-s", f"callee{tag}",
+                               "-p", str(5090 + tag), "-mi", sip.PUBLIC_CLIENT, "-mp", str(42000 + tag * 100),
+                               "-r", str(rate), "-m", str(self.calls), "-l", str(int(rate * hold) + 5),
+                               "-d", str(hold * 1000)])
+
+    def _sipp(self, args):
+        return sipp_background(args, self.timeout, recv_timeout_ms=10000)
+
+    def finish(self):
+        out, _ = self.uac.communicate(timeout=self.timeout + 20)
+        ok, failed = call_counts(out)
+        stop_sipp(self.uas)
+        return {"placed": self.calls, "ok": ok, "failed": failed, "tail": out[-600:]}
+
+
+def register_population(prefix):
+    users = [f"{prefix}{i:04d}" for i in range(USERS)]
+    res = sip.register_many(VIP_PUBLIC, users)
+    assert res.ok, res.stdout[-800:]
+    return users
+
+
+def failover_under_load(fault, label):
+    """Load + prober through the VIP; `fault(active)` at ~6 s; returns the figures."""
+    active = wait_for(single_holder, 30)
+    assert active, f"the VIP is not held by exactly one box: {holders()}"
+    prober = Prober(seconds=40)
+    load = Load(seconds=20)
+    time.sleep(6)
+    t_fault = time.time()
+    fault(active)
+    new = wait_for(lambda: [n for n in holders() if n != active], 30)
+    result = load.finish()
+    answers = prober.finish()
+    gap = outage(answers, t_fault)
+    print(f"{label}: VIP {active} -> {new}; failover (last answer before, first after) "
+          f"{gap if gap is None else round(gap, 2)} s; calls placed {result['placed']}, "
+          f"ok {result['ok']}, failed {result['failed']}; OPTIONS answered {len(answers)}")
+    return active, new, gap, result
+
+
+@pytest.fixture(scope="module")
+def population():
+    assert wait_for(single_holder, 60), f"no single VIP holder: {holders()}"
+    users = register_population("user")
+    seen = wait_for(lambda: {n: contacts(n) for n in BOXES} if all(contacts(n) >= USERS for n in BOXES) else None,
+                    30)
+    assert seen, {n: contacts(n) for n in BOXES}
+    print(f"registered {USERS} users through the VIP; contacts per box: {seen}")
+    return users
+
+
+def test_one_box_holds_the_vip_and_answers_on_its_public_address():
+    holder = wait_for(single_holder, 60)
+    assert holder == "box1", f"box1 (priority 150) should win the first election: {holders()}"
+    assert vrrp_state("box2") == "BACKUP"
+    res = sip.options(VIP_PUBLIC)
+    assert res.ok, res.stdout[-500:]
+    # Both boxes bound the VIP before holding it (non-local bind): the standby is ready.
+    for name in BOXES:
+        assert f"{VIP}:5060" in lab_exec(name, "ss", "-lnu"), name
+
+
+def test_power_off_the_active_box_under_load(population):
+    active, new, gap, result = failover_under_load(lambda box: lab("power-off", box), "power off")
+    assert new == [b for b in BOXES if b != active], new
+    assert gap is not None and gap < 15, gap
+    # Calls set up after the failover succeed: more calls ok than were placed before the fault.
+    assert result["ok"] > result["placed"] * 0.5, result["tail"]
+    survivor = new[0]
+    assert contacts(survivor) >= USERS
+    found = reachable_users(survivor, population[:: USERS // 10])
+    print(f"registrations made before, found on {survivor}: {found} of 10 sampled, contacts {contacts(survivor)}")
+    assert found == 10
+
+
+def test_the_old_active_comes_back_without_taking_the_vip(population):
+    down = [b for b in BOXES if b not in holders()][0]
+    assert lab("power-on", down, timeout=120).returncode == 0
+    holder = holders()
+    back = wait_for(lambda: contacts(down) >= USERS and vrrp_state(down) == "BACKUP", 60)
+    time.sleep(5)  # several adverts: a preempting box would have taken the VIP by now
+    assert holders() == holder and down not in holders(), holders()
+    print(f"{down} back: state {vrrp_state(down)}, contacts {contacts(down)} (re-synced over DMQ); "
+          f"VIP stays on {holder}")
+    assert back, (vrrp_state(down), contacts(down))
+
+
+def _hang_kamailio(box):
+    lab_exec(box, "pkill", "-STOP", "-x", "kamailio")
+
+
+def _resume_kamailio(box):
+    lab_exec(box, "pkill", "-CONT", "-x", "kamailio")
+
+
+def test_a_hung_kamailio_gives_up_the_vip(population):
+    active, new, gap, result = failover_under_load(_hang_kamailio, "kamailio hung")
+    try:
+        assert new == [b for b in BOXES if b != active], new
+        assert vrrp_state(active) == "FAULT"
+        assert gap is not None and gap < 15, gap
+        assert contacts(new[0]) >= USERS
+    finally:
+        _resume_kamailio(active)
+    assert wait_for(lambda: vrrp_state(active) == "BACKUP", 20), vrrp_state(active)
+    assert holders() == new
+
+
+def test_negative_control_without_health_tracking_a_hung_kamailio_keeps_the_vip():
+    active = wait_for(single_holder, 10)
+    conf = "/etc/keepalived/keepalived.conf"
+    lab_exec(active, "sed", "-i", "/^        chk_kamailio$/d", conf)
+    lab_exec(active, "systemctl", "reload", "keepalived")
+    time.sleep(3)
+    try:
+        active_after, new, gap, result = failover_under_load(_hang_kamailio, "negative control (no tracking)")
+        assert active_after == active
+        assert new == [], "the VIP moved although Kamailio is not tracked"
+        assert holders() == [active]
+        assert result["failed"] > 0, "calls should fail while the VIP stays on a hung Kamailio"
+    finally:
+        _resume_kamailio(active)
