@@ -12,10 +12,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
-from testlib import PROJECT, call_counts, platforms, sip, sipp_background, stop_sipp
+from testlib import PROJECT, call_counts, media_call_across, platforms, rtp_kept, sip, sipp_background, stop_sipp
 
 P = platforms()
 BOXES = ["box1", "box2"]
@@ -181,7 +182,17 @@ def test_one_box_holds_the_vip_and_answers_on_its_public_address():
 
 
 def test_power_off_the_active_box_under_load(population):
+    # A call in progress with RTP both ways (counted at both ends) across the power-off.
+    media = {}
+    call = threading.Thread(target=lambda: media.update(media_call_across(VIP_PUBLIC, lambda: None, hold_s=20, tag=3)))
+    call.start()
+    time.sleep(3)
     active, new, gap, result = failover_under_load(lambda box: lab("power-off", box), "power off")
+    call.join(timeout=90)
+    kept = rtp_kept(media["rtp"]) if media.get("rtp") else 0.0
+    print(f"call in progress across the power-off: RTP {media.get('rtp')}, kept {kept:.0%} "
+          f"(a {gap} s gap is {(gap or 0) / 17:.0%} of its 17 s), BYE through the new active "
+          f"{'ok' if media.get('call') and media['call'].ok else 'FAILED'}")
     assert new == [b for b in BOXES if b != active], new
     assert gap is not None and gap < 15, gap
     # Calls set up after the failover succeed: more calls ok than were placed before the fault.
@@ -191,6 +202,9 @@ def test_power_off_the_active_box_under_load(population):
     found = reachable_users(survivor, population[:: USERS // 10])
     print(f"registrations made before, found on {survivor}: {found} of 10 sampled, contacts {contacts(survivor)}")
     assert found == 10
+    # With the call state in Redis the standby already held the call: media resumes after the gap.
+    assert kept >= 0.5, media.get("rtp")
+    assert media["call"].ok, media["call"].stdout[-500:]
 
 
 def test_the_old_active_comes_back_without_taking_the_vip(population):
