@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,41 @@ def _sipp(args, timeout, trace=True, background=False):
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout + 10, check=False)
     return _result(proc.returncode, proc.stdout, trace_file)
+
+
+def sipp_background(args, timeout, recv_timeout_ms=15000):
+    """SIPp on the public side in the background, bounded: its own -timeout and an outer
+    `timeout -s INT`; returns the Popen (stdout: SIPp's final statistics)."""
+    cmd = ["ip", "netns", "exec", PUB_NS, "timeout", "-s", "INT", str(timeout), "sipp", "-nd",
+           "-i", PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", str(recv_timeout_ms),
+           "-timeout", f"{timeout - 5}s", "-timeout_error", *args]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def soft_stop(proc):
+    """SIPp's soft exit (SIGUSR1 to the sipp under `timeout`): no new calls, the ones in progress finish."""
+    for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
+                              check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGUSR1)
+
+
+def stop_sipp(proc, timeout=20):
+    """Soft-stop a background SIPp (a UAS), wait for it, kill it if it does not end."""
+    soft_stop(proc)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=timeout)
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def call_counts(output):
+    """(successful, failed) calls from SIPp's final statistics; failed -1 when it printed none."""
+    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
 
 
 def _result(rc, stdout, trace_file):

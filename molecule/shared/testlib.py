@@ -14,6 +14,7 @@ if PROJECT not in sys.path:
     sys.path.insert(0, PROJECT)
 
 from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
+from lab.sip import call_counts, sipp_background, soft_stop, stop_sipp  # noqa: E402,F401  (re-exported)
 
 __all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module", "LAST_RUN",
            "sipp_background", "soft_stop", "stop_sipp", "call_counts", "media_call_across", "rtp_kept"]
@@ -96,52 +97,6 @@ def dump_logs_on_failure(item, report, units):
 @pytest.fixture(scope="session")
 def lab_platforms():
     return platforms()
-
-
-def sipp_background(args, timeout, recv_timeout_ms=15000):
-    """SIPp on the public side in the background, bounded: its own -timeout and an outer
-    `timeout -s INT`; returns the Popen (stdout: SIPp's final statistics)."""
-    import subprocess
-
-    cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(timeout), "sipp", "-nd",
-           "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", str(recv_timeout_ms),
-           "-timeout", f"{timeout - 5}s", "-timeout_error", *args]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def soft_stop(proc):
-    """SIPp's soft exit (SIGUSR1 to the sipp under `timeout`): no new calls, the ones in progress finish."""
-    import contextlib
-    import signal
-    import subprocess
-
-    for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
-                              check=False).stdout.split():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGUSR1)
-
-
-def stop_sipp(proc, timeout=20):
-    """Soft-stop a background SIPp (a UAS), wait for it, kill it if it does not end."""
-    import contextlib
-    import subprocess
-
-    soft_stop(proc)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.communicate(timeout=timeout)
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
-def call_counts(output):
-    """(successful, failed) calls from SIPp's final statistics; failed -1 when it printed none."""
-    import re
-
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
 
 
 def media_call_across(proxy, change, hold_s, tag):

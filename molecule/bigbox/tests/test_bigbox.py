@@ -6,54 +6,25 @@ by an OPTIONS prober every 50 ms) are counted and printed. The negative control 
 tracking off: a hung Kamailio then keeps the VIP and calls fail.
 The tests run in file order and share the pair."""
 
-import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from testlib import PROJECT, call_counts, media_call_across, platforms, rtp_kept, sip, sipp_background, stop_sipp
+from testlib import media_call_across, platforms, rtp_kept, sip
+
+from lab import failover
+from lab.failover import CallLoad, Prober, lab, lab_exec, outage, vrrp_state, wait_for
 
 P = platforms()
 BOXES = ["box1", "box2"]
 VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
 USERS = 100
-LABCTL = os.path.join(PROJECT, "lab", "labctl.py")
-PROBE = os.path.join(PROJECT, "lab", "sip_probe.py")
 SIPP = sip.SIPP_DIR
 CTL = "unix:/run/kamailio/kamailio_ctl"
 
 
-def lab(*args, timeout=90):
-    return subprocess.run([sys.executable, LABCTL, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
-
-
-def lab_exec(name, *cmd, timeout=20):
-    return lab("exec", name, "--", *cmd, timeout=timeout).stdout.strip()
-
-
 def holders():
-    """The boxes that have the VIP on an interface."""
-    return [n for n in BOXES if VIP in lab_exec(n, "ip", "-o", "-4", "addr", "show", "to", VIP)]
-
-
-def vrrp_state(name):
-    return (lab_exec(name, "cat", "/run/itsp-keepalived.state").split() or ["?"])[0]
-
-
-def wait_for(predicate, timeout, step=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+    return failover.holders(BOXES, VIP)
 
 
 def single_holder():
@@ -78,61 +49,6 @@ def reachable_users(name, users):
     return found
 
 
-class Prober:
-    """OPTIONS to the VIP's public address every 50 ms (bounded), from the public side."""
-
-    def __init__(self, seconds):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(seconds + 10),
-                                      sys.executable, PROBE, VIP_PUBLIC, "--seconds", str(seconds)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def finish(self):
-        with contextlib.suppress(ProcessLookupError):
-            for pid in subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True,
-                                      check=False).stdout.split():
-                for child in subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True,
-                                            check=False).stdout.split() or [pid]:
-                    os.kill(int(child), signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=30)
-        return [float(line.split()[1]) for line in out.splitlines() if re.match(r"^[\d.]+ [\d.]+ \d+$", line)]
-
-
-def outage(answers, after):
-    """The longest silence (s) between two answers around time `after`: last answer from the old
-    active to first from the new one."""
-    gaps = [(b - a, a, b) for a, b in zip(answers, answers[1:]) if b >= after]
-    return max(gaps)[0] if gaps else None
-
-
-class Load:
-    """Bounded SIPp calls with RTP through the VIP's public address to the user "callee" (a SIPp
-    UAS registered through the VIP): `rate` calls/s held `hold` s, for `seconds` s."""
-
-    def __init__(self, seconds, rate=4, hold=3, tag=0):
-        self.timeout = seconds + hold + 40
-        self.calls = int(rate * seconds)
-        uas_port = 5080 + tag
-        reg = sip.register(VIP_PUBLIC, f"callee{tag}", VIP_PUBLIC, contact_port=uas_port, local_port=5071,
-                           expires=3600)
-        assert reg.ok, reg.stdout[-500:]
-        self.uas = self._sipp(["-sf", os.path.join(SIPP, "uas_rtp.xml"), "-p", str(uas_port), "-mi",
-                               sip.PUBLIC_CLIENT, "-mp", str(40000 + tag * 100), "-rtp_echo", "-m", str(self.calls)])
-        time.sleep(0.5)
-        self.uac = self._sipp([f"{VIP_PUBLIC}:5060", "-sf", os.path.join(SIPP, "uac_rtp.xml"), "-s", f"callee{tag}",
-                               "-p", str(5090 + tag), "-mi", sip.PUBLIC_CLIENT, "-mp", str(42000 + tag * 100),
-                               "-r", str(rate), "-m", str(self.calls), "-l", str(int(rate * hold) + 5),
-                               "-d", str(hold * 1000)])
-
-    def _sipp(self, args):
-        return sipp_background(args, self.timeout, recv_timeout_ms=10000)
-
-    def finish(self):
-        out, _ = self.uac.communicate(timeout=self.timeout + 20)
-        ok, failed = call_counts(out)
-        stop_sipp(self.uas)
-        return {"placed": self.calls, "ok": ok, "failed": failed, "tail": out[-600:]}
-
-
 def register_population(prefix):
     users = [f"{prefix}{i:04d}" for i in range(USERS)]
     res = sip.register_many(VIP_PUBLIC, users)
@@ -144,8 +60,8 @@ def failover_under_load(fault, label):
     """Load + prober through the VIP; `fault(active)` at ~6 s; returns the figures."""
     active = wait_for(single_holder, 30)
     assert active, f"the VIP is not held by exactly one box: {holders()}"
-    prober = Prober(seconds=40)
-    load = Load(seconds=20)
+    prober = Prober(VIP_PUBLIC, seconds=40)
+    load = CallLoad(VIP_PUBLIC, seconds=20)
     time.sleep(6)
     t_fault = time.time()
     fault(active)
