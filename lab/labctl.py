@@ -604,7 +604,10 @@ def up_host(h, pubkey):
         fh.write(pubkey)
     os.chmod(os.path.join(root, "root/.ssh/authorized_keys"), 0o600)
     # CAP_NET_ADMIN: a real server may manage its own firewall; here it reaches only the host's netns.
-    pid = spawn(["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--resolv-conf=off",
+    # /proc/sys/net writable (it is the host's own network namespace): a server sets its own
+    # network sysctls (net.ipv4.ip_nonlocal_bind for a floating address).
+    pid = spawn(["env", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network",
+                 "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--resolv-conf=off",
                  "--capability=CAP_NET_ADMIN",
                  "--console=passive", "--link-journal=no", f"--network-namespace-path=/run/netns/{ns}",
                  "-D", root, "-M", name], os.path.join(RUN, f"host-{name}.log"))
@@ -762,7 +765,12 @@ def cmd_power_off(args):
     if not pid_alive(pid):
         raise LabError(f"host {args.host} is not running")
     sh("ip", "link", "set", f"vh-{args.host}", "down")
-    os.kill(pid, signal.SIGKILL)
+    # SIGKILL to the container's PID 1 ends every process in it at once (killing only nspawn
+    # would leave them running, unseen, in the host's network namespace).
+    leader = nspawn_leader(pid)
+    for victim in (leader, pid):
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -776,6 +784,12 @@ def cmd_power_on(args):
     if args.host not in hosts:
         raise LabError(f"host {args.host} is not part of the lab")
     h = hosts[args.host]
+    # A server boots with its configured address only: whatever it held when it died (a
+    # floating address) is gone, as a reboot would have it.
+    ns = host_ns(h["name"])
+    sh("ip", "-4", "addr", "flush", "dev", "eth0", netns=ns)
+    sh("ip", "addr", "add", f"{h['private_ipv4']}/24", "dev", "eth0", netns=ns)
+    sh("ip", "route", "replace", "default", "via", EDGE_PRIV_IP, netns=ns)
     pid = up_host(h, ensure_ssh_key())
     sh("ip", "link", "set", f"vh-{args.host}", "up")
     wait_host(h["name"], pid)
