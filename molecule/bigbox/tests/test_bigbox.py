@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from testlib import media_call_across, platforms, rtp_kept, sip
+from testlib import converge, media_call_across, platforms, rtp_kept, sip
 
 from lab import failover
 from lab.failover import CallLoad, Prober, lab, lab_exec, outage, vrrp_state, wait_for
@@ -97,6 +97,22 @@ def test_one_box_holds_the_vip_and_answers_on_its_public_address():
         assert f"{VIP}:5060" in lab_exec(name, "ss", "-lnu"), name
 
 
+def _config_digest(name):
+    return lab_exec(name, "sh", "-c", "cat /etc/keepalived/* /etc/kamailio/* /etc/rtpengine/* 2>/dev/null | md5sum")
+
+
+@pytest.mark.parametrize("extra, variable", [
+    ({"itsp_bigbox_vip": "198.18.1.30"}, "keepalived_vip: 198.18.1.30 is outside"),
+    ({"keepalived_priority": 120}, "keepalived_priority: box1 and box2 both have 120"),
+])
+def test_bad_input_stops_the_run_before_anything_changes(extra, variable):
+    before = {n: _config_digest(n) for n in BOXES}
+    rc, failures = converge("bigbox", extra, timeout=300)
+    assert rc != 0 and any(variable in f for f in failures), failures
+    assert {n: _config_digest(n) for n in BOXES} == before
+    assert single_holder() == "box1"
+
+
 def test_power_off_the_active_box_under_load(population):
     # A call in progress with RTP both ways (counted at both ends) across the power-off.
     media = {}
@@ -170,3 +186,34 @@ def test_negative_control_without_health_tracking_a_hung_kamailio_keeps_the_vip(
         assert result["failed"] > 0, "calls should fail while the VIP stays on a hung Kamailio"
     finally:
         _resume_kamailio(active)
+
+
+def test_active_active_a_drained_box_stops_without_failed_calls():
+    """The same pair switched to active_active (one variable): both serve on their own public
+    addresses, DMQ between them; box2 drained and stopped under load loses no call, and the
+    registrations made on it are reachable through box1."""
+    rc, failures = converge("bigbox", {"itsp_bigbox_mode": "active_active"}, timeout=900)
+    assert rc == 0, failures
+    assert holders() == [], "no VIP in active_active"
+    public = {"box1": P["box1"]["public_ipv4"], "box2": P["box2"]["public_ipv4"]}
+    for name in BOXES:
+        assert sip.options(public[name]).ok, name
+    users = [f"aa{i:04d}" for i in range(USERS)]
+    assert sip.register_many(public["box2"], users).ok
+    assert wait_for(lambda: reachable_users("box1", users[::10]) == 10, 30)
+    through_box1 = CallLoad(public["box1"], seconds=24, tag=0)
+    through_box2 = CallLoad(public["box2"], seconds=8, tag=1)
+    time.sleep(3)
+    rc, failures = converge("box2", {"sip_node_state": "drained", "sip_node_drain_timeout": 60},
+                            playbook="playbooks/drain.yml")
+    box2 = through_box2.finish()  # the clients of box2 stop using it; its calls have ended
+    lab_exec("box2", "systemctl", "stop", "kamailio", "rtpengine-daemon")
+    box1 = through_box1.finish()
+    found = reachable_users("box1", users[::10])
+    print(f"active_active drain of box2: calls through box2 placed {box2['placed']}, ok {box2['ok']}, failed "
+          f"{box2['failed']}; through box1 placed {box1['placed']}, ok {box1['ok']}, failed {box1['failed']}; "
+          f"registrations made on box2 found on box1: {found} of 10 sampled")
+    assert rc == 0, failures
+    assert box2["failed"] == 0 and box2["ok"] == box2["placed"], box2["tail"]
+    assert box1["failed"] == 0 and box1["ok"] == box1["placed"], box1["tail"]
+    assert found == 10
