@@ -6,6 +6,7 @@
     labctl.py status                  JSON: hosts, addresses, clouds, what is running
     labctl.py pub -- CMD...           run CMD on the public side (the "internet")
     labctl.py exec HOST -- CMD...     run CMD inside a lab host (nsenter, like a console)
+    labctl.py power-off HOST          pull the plug (SIGKILL, link down); power-on HOST boots it again
 
 Topology (all names start with "itsp", so teardown only ever touches what it made):
 
@@ -207,8 +208,32 @@ def normalise_spec(spec, origin="spec"):
             "azure_public_via": h.get("azure_public_via"),
             "fault": h.get("fault"),
             "groups": sorted(str(g) for g in h.get("groups") or []),
+            "floating": normalise_floating(h.get("floating"), where),
         })
     return {"hosts": hosts, "elastic_ips": normalise_elastic_ips(spec, hosts, origin)}
+
+
+def normalise_floating(entries, where):
+    """A host's floating addresses (a VIP keepalived moves between hosts): [{private_ipv4,
+    public_ipv4}]; the edge maps each public one 1-to-1 to the private one, wherever it lives."""
+    out = []
+    for j, f in enumerate(entries or []):
+        try:
+            priv = ipaddress.ip_address(str(f.get("private_ipv4")))
+            pub = ipaddress.ip_address(str(f.get("public_ipv4")))
+        except (ValueError, AttributeError) as exc:
+            raise LabError(f"{where}.floating[{j}] needs private_ipv4 and public_ipv4 addresses") from exc
+        if priv not in PRIVATE_NET or not any(pub in n for n in PUBLIC_NETS) or str(pub) in (
+                (EDGE_PUB_IP,) + PUB_CLIENT_IPS):
+            raise LabError(f"{where}.floating[{j}]: {priv} must be in {PRIVATE_NET} and {pub} a free address "
+                           f"in 203.0.113.0/24 or 198.51.100.0/24")
+        out.append({"private_ipv4": str(priv), "public_ipv4": str(pub)})
+    return out
+
+
+def floating_mappings(spec):
+    """Every floating address of the spec, once: {public: private}."""
+    return {f["public_ipv4"]: f["private_ipv4"] for h in spec["hosts"] for f in h.get("floating") or []}
 
 
 def host_mac(private_ipv4):
@@ -404,6 +429,8 @@ def up_network(spec):
     for h in spec["hosts"]:
         if h["public_ipv4"]:
             sh("ip", "addr", "replace", f"{h['public_ipv4']}/32", "dev", EDGE_OUT, netns=EDGE_NS)
+    for public in floating_mappings(spec):
+        sh("ip", "addr", "replace", f"{public}/32", "dev", EDGE_OUT, netns=EDGE_NS)
     sh("nft", "-f", "-", netns=EDGE_NS, input_text=nat_ruleset(spec))
 
 
@@ -412,6 +439,9 @@ def nat_ruleset(spec):
                      for h in spec["hosts"] if h["public_ipv4"])
     snat = "\n".join(f"    ip saddr {h['private_ipv4']} oifname \"{EDGE_OUT}\" snat to {h['public_ipv4']}"
                      for h in spec["hosts"] if h["public_ipv4"])
+    for public, private in floating_mappings(spec).items():
+        dnat += f"\n    ip daddr {public} dnat to {private}"
+        snat += f"\n    ip saddr {private} oifname \"{EDGE_OUT}\" snat to {public}"
     metal = [h["private_ipv4"] for h in spec["hosts"] if h["cloud"] == "metal"]
     # Bare-metal hosts have no metadata service: refuse fast, like a rack with no 169.254 route.
     metal_rule = (f"    ip saddr {{ {', '.join(metal)} }} ip daddr {METADATA_IP} tcp dport 80 "
@@ -693,7 +723,10 @@ def up_host(h, pubkey):
         fh.write(pubkey)
     os.chmod(os.path.join(root, "root/.ssh/authorized_keys"), 0o600)
     # CAP_NET_ADMIN: a real server may manage its own firewall; here it reaches only the host's netns.
-    pid = spawn(["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--resolv-conf=off",
+    # /proc/sys/net writable (it is the host's own network namespace): a server sets its own
+    # network sysctls (net.ipv4.ip_nonlocal_bind for a floating address).
+    pid = spawn(["env", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=network",
+                 "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--resolv-conf=off",
                  "--capability=CAP_NET_ADMIN",
                  "--console=passive", "--link-journal=no", f"--network-namespace-path=/run/netns/{ns}",
                  "-D", root, "-M", name], os.path.join(RUN, f"host-{name}.log"))
@@ -844,6 +877,47 @@ def status():
             "stun": f"{PUB_CLIENT_IPS[0]}:{STUN_PORT}", "hosts": hosts, "ec2": ec2_api_status(state)}
 
 
+def cmd_power_off(args):
+    """Pull the plug: SIGKILL the host's nspawn (no shutdown, no goodbye on the network) and take
+    its link down, as a dead server's NIC goes; its netns would otherwise still answer ARP for
+    addresses it held (a floating address) as if the host were alive."""
+    pidfile = os.path.join(RUN, f"host-{args.host}.pid")
+    pid = read_pid(pidfile)
+    if not pid_alive(pid):
+        raise LabError(f"host {args.host} is not running")
+    sh("ip", "link", "set", f"vh-{args.host}", "down")
+    # SIGKILL to the container's PID 1 ends every process in it at once (killing only nspawn
+    # would leave them running, unseen, in the host's network namespace).
+    leader = nspawn_leader(pid)
+    for victim in (leader, pid):
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log(f"{args.host} powered off")
+
+
+def cmd_power_on(args):
+    """Boot a powered-off host again on its own disk (overlay upper), as a server coming back."""
+    state = load_state() or {}
+    hosts = {h["name"]: h for h in state.get("spec", {}).get("hosts", [])}
+    if args.host not in hosts:
+        raise LabError(f"host {args.host} is not part of the lab")
+    h = hosts[args.host]
+    # A server boots with its configured address only: whatever it held when it died (a
+    # floating address) is gone, as a reboot would have it.
+    ns = host_ns(h["name"])
+    sh("ip", "-4", "addr", "flush", "dev", "eth0", netns=ns)
+    sh("ip", "addr", "add", f"{h['private_ipv4']}/24", "dev", "eth0", netns=ns)
+    sh("ip", "route", "replace", "default", "via", EDGE_PRIV_IP, netns=ns)
+    pid = up_host(h, ensure_ssh_key())
+    sh("ip", "link", "set", f"vh-{args.host}", "up")
+    wait_host(h["name"], pid)
+    wait_ssh(h)
+    log(f"{args.host} powered on")
+
+
 def cmd_status(_args):
     print(json.dumps(status(), indent=2))
 
@@ -871,6 +945,10 @@ def main(argv=None):
     up.set_defaults(func=cmd_up)
     sub.add_parser("down").set_defaults(func=cmd_down)
     sub.add_parser("status").set_defaults(func=cmd_status)
+    for verb, func in (("power-off", cmd_power_off), ("power-on", cmd_power_on)):
+        power = sub.add_parser(verb)
+        power.add_argument("host")
+        power.set_defaults(func=func)
     pub = sub.add_parser("pub")
     pub.add_argument("cmd", nargs=argparse.REMAINDER)
     pub.set_defaults(func=cmd_pub)

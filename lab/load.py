@@ -10,10 +10,7 @@ Shared by molecule/rolling (and the other operations scenarios) and bench/, so a
 imports from tests. Every process is bounded: SIPp by -m, -timeout and an outer `timeout -s INT`.
 """
 
-import contextlib
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -88,22 +85,7 @@ class Watch(threading.Thread):
                     for _, states in self.samples), default=0)
 
 
-def sipp_counts(output):
-    """(successful, failed) calls from SIPp's final statistics screen; failed is -1 if none printed."""
-    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
-    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
-
-
-def _children(pid):
-    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
-
-
-def _soft_stop(proc):
-    """SIPp's soft exit (SIGUSR1 to sipp under `timeout`): no new calls, the calls in progress finish."""
-    for pid in _children(proc.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGUSR1)
+sipp_counts = sip.call_counts
 
 
 class Load:
@@ -130,17 +112,12 @@ class Load:
 
     def _sipp(self, args):
         # The callee waits a whole hold for the BYE: its receive timeout must outlast the hold.
-        recv_ms = max(15000, (self.hold + 15) * 1000)
-        cmd = ["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(self.timeout), "sipp", "-nd",
-               "-i", sip.PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", str(recv_ms),
-               "-timeout", f"{self.timeout - 5}s", "-timeout_error", *args]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        return sip.sipp_background(args, self.timeout, recv_timeout_ms=max(15000, (self.hold + 15) * 1000))
 
     def stop(self):
         """Stop placing calls; the calls in progress finish."""
         for proc in self.procs.values():
-            _soft_stop(proc)
+            sip.soft_stop(proc)
 
     def finish(self):
         """{proxy: {"ok", "failed", "tail"}} once every caller has ended."""
@@ -153,9 +130,4 @@ class Load:
         return out
 
     def stop_uas(self):
-        _soft_stop(self.uas)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.uas.communicate(timeout=20)
-        if self.uas.poll() is None:
-            self.uas.kill()
-            self.uas.communicate()
+        sip.stop_sipp(self.uas)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,41 @@ def _sipp(args, timeout, trace=True, background=False):
     return _result(proc.returncode, proc.stdout, trace_file)
 
 
+def sipp_background(args, timeout, recv_timeout_ms=15000):
+    """SIPp on the public side in the background, bounded: its own -timeout and an outer
+    `timeout -s INT`; returns the Popen (stdout: SIPp's final statistics)."""
+    cmd = ["ip", "netns", "exec", PUB_NS, "timeout", "-s", "INT", str(timeout), "sipp", "-nd",
+           "-i", PUBLIC_CLIENT, "-buff_size", "4194304", "-recv_timeout", str(recv_timeout_ms),
+           "-timeout", f"{timeout - 5}s", "-timeout_error", *args]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def soft_stop(proc):
+    """SIPp's soft exit (SIGUSR1 to the sipp under `timeout`): no new calls, the ones in progress finish."""
+    for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
+                              check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGUSR1)
+
+
+def stop_sipp(proc, timeout=20):
+    """Soft-stop a background SIPp (a UAS), wait for it, kill it if it does not end."""
+    soft_stop(proc)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=timeout)
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def call_counts(output):
+    """(successful, failed) calls from SIPp's final statistics; failed -1 when it printed none."""
+    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return (int(ok[-1]) if ok else 0), (int(bad[-1]) if bad else -1)
+
+
 def _result(rc, stdout, trace_file):
     text = ""
     with contextlib.suppress(OSError):
@@ -112,6 +148,18 @@ def register(proxy, user, domain, contact_port, port=5060, local_port=5071, time
                   "-s", user, "-key", "domain", domain, "-key", "contact_port", str(contact_port),
                   "-key", "expires", str(expires),
                   "-i", source, "-p", str(local_port)] + _credentials(auth), timeout)
+
+
+def register_many(proxy, users, port=5060, local_port=5095, rate=50, timeout=30):
+    """One REGISTER (Expires 3600) per user name of `users`, each with its own contact, at `rate`/s."""
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("SEQUENTIAL\n" + "".join(f"{user}\n" for user in users))
+    try:
+        return _sipp([f"{proxy}:{port}", "-sf", os.path.join(SIPP_DIR, "register_many.xml"), "-inf", path,
+                      "-m", str(len(users)), "-r", str(rate), "-p", str(local_port)], timeout, trace=False)
+    finally:
+        os.unlink(path)
 
 
 def _call_args(proxy, user, domain, port, local_port, rtp_port, hold_ms, source=PUBLIC_CLIENT, auth=None):

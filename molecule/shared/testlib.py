@@ -14,8 +14,10 @@ if PROJECT not in sys.path:
     sys.path.insert(0, PROJECT)
 
 from lab import sip  # noqa: E402  (needs PROJECT on sys.path first)
+from lab.sip import call_counts, sipp_background, soft_stop, stop_sipp  # noqa: E402,F401  (re-exported)
 
-__all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module", "LAST_RUN"]
+__all__ = ["sip", "platforms", "ansible_host", "converge", "dump_logs_on_failure", "run_module", "LAST_RUN",
+           "sipp_background", "soft_stop", "stop_sipp", "call_counts", "media_call_across", "rtp_kept"]
 
 
 def platforms():
@@ -95,3 +97,39 @@ def dump_logs_on_failure(item, report, units):
 @pytest.fixture(scope="session")
 def lab_platforms():
     return platforms()
+
+
+def media_call_across(proxy, change, hold_s, tag):
+    """One call with RTP both ways (50 packets/s each way, counted at both ends) through `proxy`
+    (a public address; the callee registers there too) while `change()` runs; returns the two
+    endpoints' counts, what change() returned, and both SIPp results."""
+    import threading
+    import time
+
+    user, uas_port, a_rtp, b_rtp = f"rtp{tag}", 5085 - tag, 20100 + tag * 20, 22100 + tag * 20
+    assert sip.register(proxy, user, proxy, contact_port=uas_port, local_port=5075, expires=3600).ok
+    out = {}
+    with sip.Uas(port=uas_port, rtp_port=b_rtp, timeout=hold_s + 40) as uas, \
+            sip.Call(proxy, user, proxy, local_port=5074, rtp_port=a_rtp, hold_ms=hold_s * 1000,
+                     timeout=hold_s + 40) as call:
+        answer = sip.wait_for_message(call.trace_file, lambda d, t: d == "received"
+                                      and t.startswith("SIP/2.0 200") and "m=audio" in t, timeout=10)
+        offer = sip.wait_for_message(uas.trace_file, lambda d, t: d == "received"
+                                     and t.startswith("INVITE") and "m=audio" in t, timeout=10)
+        assert answer and offer, "no SDP exchanged"
+        count = 50 * (hold_s - 3)
+        rtp = threading.Thread(target=lambda: out.update(rtp=sip.rtp_exchange(
+            (sip.PUBLIC_CLIENT, a_rtp), sip.sdp_media(answer), (sip.PUBLIC_CLIENT, b_rtp), sip.sdp_media(offer),
+            count=count, pps=50)))
+        rtp.start()
+        time.sleep(1)
+        out["change"] = change()
+        rtp.join(timeout=hold_s + 30)
+        out["call"], out["uas"] = call.finish(timeout=hold_s + 20), uas.finish(timeout=20)
+    return out
+
+
+def rtp_kept(rtp):
+    """Share of the packets each end sent that the other end received (the lower of the two)."""
+    a, b = rtp
+    return min(b["received"] / max(a["sent"], 1), a["received"] / max(b["sent"], 1))

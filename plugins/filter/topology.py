@@ -273,6 +273,101 @@ def proxy_topology(hostvars, groups, me, cluster_group="kamailio", relay_group="
     }
 
 
+DEFAULT_VRID = 51
+DEFAULT_PRIORITY = 100
+
+
+def _int_in(value, low, high):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if low <= number <= high else None
+
+
+def vrrp_pair(hostvars, groups, me, group="keepalived", default_vrid=DEFAULT_VRID, default_prefix=24,
+              default_priority=DEFAULT_PRIORITY):
+    """The VRRP instance ``me`` runs with its partner: an active-passive pair is exactly the two
+    hosts of ``group``, sharing keepalived_vip (in both hosts' subnet, neither's own address) and
+    keepalived_virtual_router_id (used by no other pair on that network), with different
+    keepalived_priority. Returns {address, peers, vip, prefix, vrid, priority, problems}: problems
+    lists what is wrong, each naming the variable to fix (the role's preflight stops on them)."""
+    members = list(groups.get(group) or [])
+    problems = []
+    if len(members) != 2:
+        problems.append(f"{group}: an active-passive pair is exactly 2 hosts; the group has {len(members)}"
+                        f" ({', '.join(members) or 'none'})")
+    hv = {name: _vars(hostvars, name) for name in members}
+    mine = _vars(hostvars, me)
+    address = node_address(mine)
+    vip = str(mine.get("keepalived_vip") or "")
+    prefix = _int_in(mine.get("keepalived_vip_prefix", default_prefix), 1, 32)
+    vrid = _int_in(mine.get("keepalived_virtual_router_id", default_vrid), 1, 255)
+    priority = _int_in(mine.get("keepalived_priority", default_priority), 1, 254)
+    if prefix is None:
+        problems.append(f"keepalived_vip_prefix: {mine.get('keepalived_vip_prefix')!r} is not a prefix length (1-32)")
+    if vrid is None:
+        problems.append(f"keepalived_virtual_router_id: {mine.get('keepalived_virtual_router_id')!r} is not "
+                        f"a VRRP router id (1-255)")
+    if priority is None:
+        problems.append(f"keepalived_priority: {mine.get('keepalived_priority')!r} on {me} is not a VRRP "
+                        f"priority (1-254)")
+    try:
+        vip_address = ipaddress.IPv4Address(vip)
+    except ValueError:
+        vip_address = None
+        problems.append(f"keepalived_vip: {vip!r} is not an IPv4 address")
+    for name, hvars in hv.items():
+        if str(hvars.get("keepalived_vip") or "") != vip:
+            problems.append(f"keepalived_vip: the pair disagrees ({me}: {vip!r}, {name}: "
+                            f"{hvars.get('keepalived_vip')!r}); give it once, for the group {group}")
+        if _int_in(hvars.get("keepalived_virtual_router_id", default_vrid), 1, 255) != vrid:
+            problems.append(f"keepalived_virtual_router_id: the pair disagrees ({me}: {vrid}, {name}: "
+                            f"{hvars.get('keepalived_virtual_router_id', default_vrid)})")
+        if vip_address is None or prefix is None:
+            continue
+        own = node_address(hvars)
+        try:
+            subnet = ipaddress.IPv4Interface(f"{own}/{prefix}").network
+        except ValueError:
+            problems.append(f"{name}: its address {own!r} is not an IPv4 address")
+            continue
+        if vip == own:
+            problems.append(f"keepalived_vip: {vip} is {name}'s own address; the VIP must be a free address")
+        elif vip_address not in subnet:
+            problems.append(f"keepalived_vip: {vip} is outside {name}'s subnet {subnet} "
+                            f"(keepalived_vip_prefix {prefix})")
+        elif vip_address in (subnet.network_address, subnet.broadcast_address) and prefix < 31:
+            problems.append(f"keepalived_vip: {vip} is the network or broadcast address of {subnet}")
+    if len(members) == 2 and priority is not None:
+        other = [n for n in members if n != me]
+        theirs = _int_in(hv[other[0]].get("keepalived_priority", default_priority), 1, 254) if other else None
+        if theirs == priority:
+            problems.append(f"keepalived_priority: {' and '.join(members)} both have {priority}; give the "
+                            f"preferred box a higher one (a tie leaves the choice to their addresses)")
+    # Another pair on the same network with the same router id: their adverts would mix.
+    if vrid is not None and prefix is not None and vip_address is not None:
+        subnet = ipaddress.IPv4Interface(f"{vip}/{prefix}").network
+        for name in groups.get("all") or []:
+            if name in members:
+                continue
+            other = _vars(hostvars, name)
+            other_vip = other.get("keepalived_vip")
+            if not other_vip or str(other_vip) == vip:
+                continue
+            try:
+                in_subnet = ipaddress.IPv4Address(str(other_vip)) in subnet
+            except ValueError:
+                continue
+            if in_subnet and _int_in(other.get("keepalived_virtual_router_id", default_vrid), 1, 255) == vrid:
+                problems.append(f"keepalived_virtual_router_id: {vrid} is also used by {name} (VIP {other_vip}) "
+                                f"on {subnet}; every pair on a network needs its own")
+                break
+    peers = [node_address(hv[n]) for n in members if n != me]
+    return {"address": address, "peers": peers, "vip": vip, "prefix": prefix, "vrid": vrid,
+            "priority": priority, "problems": list(dict.fromkeys(problems))}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -290,4 +385,5 @@ class FilterModule:
             "own_calls": own_calls,
             "relay_changes": relay_changes,
             "proxy_topology": proxy_topology,
+            "vrrp_pair": vrrp_pair,
         }

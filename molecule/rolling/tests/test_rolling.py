@@ -10,7 +10,8 @@ import time
 
 import pytest
 import yaml
-from testlib import LAST_RUN, ansible_host, converge, platforms, sip
+from testlib import LAST_RUN, ansible_host, converge, platforms, rtp_kept, sip
+from testlib import media_call_across as testlib_media_call_across
 
 from lab import load
 from lab.load import Watch, contacts, lab_exec, service_state
@@ -35,14 +36,7 @@ def Load(proxies, seconds, rate=1, hold=4, tag=0):  # noqa: N802 (stands for the
 
 
 def register_population():
-    fd, users = tempfile.mkstemp(suffix=".csv")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("SEQUENTIAL\n" + "".join(f"user{i:04d}\n" for i in range(USERS)))
-    try:
-        res = sip._sipp([f"{pub('proxy1')}:5060", "-sf", os.path.join(SIPP, "register_many.xml"), "-inf", users,
-                         "-m", str(USERS), "-r", "50", "-p", "5095"], timeout=30, trace=False)
-    finally:
-        os.unlink(users)
+    res = sip.register_many(pub("proxy1"), [f"user{i:04d}" for i in range(USERS)])
     assert res.ok, res.stdout[-800:]
 
 
@@ -196,35 +190,10 @@ def test_restart_change_rolls_the_proxies_one_at_a_time(population):
 
 
 def media_call_across(change, hold_s, tag):
-    """One call with RTP both ways (50 packets/s each way, counted at both ends) through the relays
-    while `change()` runs; returns the two endpoints' counts."""
-    user, uas_port, a_rtp, b_rtp = f"rtp{tag}", 5085 - tag, 20100 + tag * 20, 22100 + tag * 20
-    assert sip.register(pub("proxy1"), user, pub("proxy1"), contact_port=uas_port, local_port=5075, expires=3600).ok
-    out = {}
-    with sip.Uas(port=uas_port, rtp_port=b_rtp, timeout=hold_s + 40) as uas, \
-            sip.Call(pub("proxy1"), user, pub("proxy1"), local_port=5074, rtp_port=a_rtp, hold_ms=hold_s * 1000,
-                     timeout=hold_s + 40) as call:
-        answer = sip.wait_for_message(call.trace_file, lambda d, t: d == "received"
-                                      and t.startswith("SIP/2.0 200") and "m=audio" in t, timeout=10)
-        offer = sip.wait_for_message(uas.trace_file, lambda d, t: d == "received"
-                                     and t.startswith("INVITE") and "m=audio" in t, timeout=10)
-        assert answer and offer, "no SDP exchanged"
-        count = 50 * (hold_s - 3)
-        rtp = threading.Thread(target=lambda: out.update(rtp=sip.rtp_exchange(
-            (sip.PUBLIC_CLIENT, a_rtp), sip.sdp_media(answer), (sip.PUBLIC_CLIENT, b_rtp), sip.sdp_media(offer),
-            count=count, pps=50)))
-        rtp.start()
-        time.sleep(1)
-        out["change"] = change()
-        rtp.join(timeout=hold_s + 30)
-        out["call"], out["uas"] = call.finish(timeout=hold_s + 20), uas.finish(timeout=20)
-    return out
+    return testlib_media_call_across(pub("proxy1"), change, hold_s, tag)
 
 
-def _rtp_kept(rtp):
-    """Share of the packets each end sent that the other end received (the lower of the two)."""
-    a, b = rtp
-    return min(b["received"] / max(a["sent"], 1), a["received"] / max(b["sent"], 1))
+_rtp_kept = rtp_kept
 
 
 def test_relay_change_rolls_the_relays_and_calls_keep_their_media(population):

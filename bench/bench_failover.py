@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Failover time of the active-passive big box pair: prints figures, asserts nothing.
+
+    flock /run/itsp-lab.lock .venv/bin/python bench/bench_failover.py [--runs 5] [--rate 4] [--keep]  # as root
+
+Builds the lab from inventories/bigbox (lab/playbooks/lab.yml: the pair, site.yml, the report),
+then repeats two failovers `--runs` times each, under bounded SIPp calls with RTP through the
+VIP's public address (`--rate` calls/s, 3 s each): the active box powered off (SIGKILL of its
+container, link down) and its Kamailio hung (SIGSTOP: there but not answering). The failover time
+is the longest silence of an OPTIONS prober (one request every 50 ms) around the fault: from the
+last answer of the old active to the first of the new one. After each, the old active is brought
+back (powered on / resumed) and becomes the standby. Prints each run, then median and max per
+kind, and the calls failed per failover. Published keepalived + Elastic IP setups report 5-6 s;
+on bare metal (gratuitous ARP) the floor is keepalived's dead-master timer (3 x advert_int +
+skew) for a power-off and fall x interval of the health check for a dead daemon.
+The lab is torn down at the end unless --keep.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from benchlib import LABCTL, ROOT, timed
+
+from lab.failover import CallLoad, Prober, holders, lab, lab_exec, outage, vrrp_state, wait_for
+
+BOXES = ["box1", "box2"]
+VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
+
+
+def single_holder():
+    found = holders(BOXES, VIP)
+    return found[0] if len(found) == 1 else None
+
+
+def failover(kind, rate):
+    active = wait_for(single_holder, 60)
+    if not active:
+        sys.exit(f"bench: the VIP is not held by exactly one box: {holders(BOXES, VIP)}")
+    prober = Prober(VIP_PUBLIC, seconds=30)
+    load = CallLoad(VIP_PUBLIC, seconds=16, rate=rate)
+    time.sleep(5)
+    t_fault = time.time()
+    if kind == "power-off":
+        lab("power-off", active)
+    else:
+        lab_exec(active, "pkill", "-STOP", "-x", "kamailio")
+    moved = wait_for(lambda: [b for b in holders(BOXES, VIP) if b != active], 30)
+    calls = load.finish()
+    gap = outage(prober.finish(), t_fault)
+    # Back to a pair: the old active returns as the standby.
+    if kind == "power-off":
+        lab("power-on", active, timeout=180)
+    else:
+        lab_exec(active, "pkill", "-CONT", "-x", "kamailio")
+    wait_for(lambda: vrrp_state(active) == "BACKUP", 90)
+    time.sleep(3)  # the Kamailio that came back syncs registrations over DMQ
+    return {"from": active, "to": moved[0] if moved else None, "gap": gap, **calls}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--rate", type=float, default=4, help="calls per second during each failover")
+    p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    args = p.parse_args()
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    elapsed, _ = timed(["ansible-playbook", "-i", "inventories/bigbox", "lab/playbooks/lab.yml"], env=env)
+    print(f"lab built from inventories/bigbox and converged in {elapsed:.0f} s")
+    try:
+        results = {"power-off": [], "kamailio-hung": []}
+        for i in range(args.runs):
+            for kind, rows in results.items():
+                r = failover(kind, args.rate)
+                rows.append(r)
+                gap = "none" if r["gap"] is None else f"{r['gap']:.2f} s"
+                print(f"{kind:14s} run {i + 1}: {r['from']} -> {r['to']}, failover {gap}, calls placed "
+                      f"{r['placed']}, ok {r['ok']}, failed {r['failed']}", flush=True)
+        print(f"\nfailover time (last answer from the old active to first from the new one), {args.runs} runs, "
+              f"{args.rate:g} calls/s of 3 s with RTP:")
+        for kind, rows in results.items():
+            gaps = [r["gap"] for r in rows if r["gap"] is not None]
+            failed = [max(r["failed"], 0) for r in rows]
+            if gaps:
+                print(f"  {kind:14s} median {statistics.median(gaps):.2f} s, max {max(gaps):.2f} s, "
+                      f"failed calls per failover median {statistics.median(failed):g}, max {max(failed)}")
+            else:
+                print(f"  {kind:14s} the VIP never answered again")
+        print("  (published keepalived + Elastic IP setups: 5-6 s)")
+    finally:
+        if not args.keep:
+            subprocess.run([*LABCTL, "down"], cwd=ROOT, check=False)
+
+
+if __name__ == "__main__":
+    main()
