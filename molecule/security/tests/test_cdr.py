@@ -4,25 +4,14 @@ its journal (acc_json). A completed call and a busy one through each; each must 
 record, on its own proxy only (the dialogs replicate over DMQ: the peer must not write one too)."""
 
 import json
-import os
 import time
 
 import pytest
-from testlib import ansible_host, platforms, sip
+from subscribers import password, pub
+from testlib import ansible_host, sip
 
-P = platforms()
 PHONES, CARRIER = "203.0.113.200", "198.51.100.200"
 HOLD_S = 3.0
-SECRETS = os.path.join(os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]), ".secrets")
-
-
-def pub(name):
-    return P[name]["public_ipv4"]
-
-
-def password(user):
-    with open(os.path.join(SECRETS, user)) as fh:
-        return fh.read().split()[0]
 
 
 def call_id(result):

@@ -7,28 +7,16 @@ Public-side addresses (lab/labctl.py): subscribers' phones 203.0.113.200, the ca
 """
 
 import json
-import os
 import time
 
 import pytest
-from testlib import ansible_host, converge, platforms, run_module, sip
+from subscribers import P, password, pub
+from testlib import ansible_host, converge, run_module, sip
 
-P = platforms()
 PHONES, CARRIER, TRUNK, STRANGER, ATTACKER, TRUNK2 = (
     "203.0.113.200", "198.51.100.200", "198.51.100.201", "198.51.100.202", "198.51.100.203", "198.51.100.204")
 CARRIER_PORT = 5085
 WRONG = "not-the-password"  # what an attacker tries  # noqa: S105
-SECRETS = os.path.join(os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]), ".secrets")
-
-
-def pub(name):
-    return P[name]["public_ipv4"]
-
-
-def password(user):
-    with open(os.path.join(SECRETS, user)) as fh:
-        # The password lookup stores "PASSWORD salt=..." when it made the salt; the password is first.
-        return fh.read().split()[0]
 
 
 def main_pid(name):
