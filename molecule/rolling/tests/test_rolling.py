@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 from testlib import LAST_RUN, ansible_host, converge, platforms, rtp_kept, sip
-from testlib import media_call_across as testlib_media_call_across
+from testlib import media_call_across as shared_media_call_across
 
 from lab import load
 from lab.load import Watch, contacts, lab_exec, service_state
@@ -190,7 +190,7 @@ def test_restart_change_rolls_the_proxies_one_at_a_time(population):
 
 
 def media_call_across(change, hold_s, tag):
-    return testlib_media_call_across(pub("proxy1"), change, hold_s, tag)
+    return shared_media_call_across(pub("proxy1"), change, hold_s, tag)
 
 
 _rtp_kept = rtp_kept
