@@ -32,8 +32,7 @@ VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
 
 
 def single_holder():
-    found = holders(BOXES, VIP)
-    return found[0] if len(found) == 1 else None
+    return failover.single_holder(BOXES, VIP)
 
 
 def failover(kind, rate):

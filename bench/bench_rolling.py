@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import LABCTL, ROOT, pub_sipp, site, timed, write_lab
+from benchlib import LABCTL, ROOT, site, timed, write_lab
 
 from lab import load, sip
 
@@ -34,24 +34,9 @@ def contacts(names):
     return {n: load.contacts(n) for n in names}
 
 
-def register_population(address, users, work):
-    path = os.path.join(work, "users.csv")
-    with open(path, "w") as fh:
-        fh.write("SEQUENTIAL\n" + "".join(f"user{i:04d}\n" for i in range(users)))
-    res = pub_sipp([f"{address}:5060", "-sf", os.path.join(sip.SIPP_DIR, "register_many.xml"), "-inf", path,
-                    "-i", sip.PUBLIC_CLIENT, "-p", "5095", "-m", str(users), "-r", "100",
-                    "-recv_timeout", "4000"], users // 100 + 30)
+def register_population(address, users):
+    res = sip.register_many(address, [f"user{i:04d}" for i in range(users)], rate=100, timeout=users // 100 + 30)
     return load.sipp_counts(res.stdout)[0]
-
-
-def wait_contacts(names, expected, timeout=30):
-    deadline, seen = time.monotonic() + timeout, {}
-    while time.monotonic() < deadline:
-        seen = contacts(names)
-        if all(v >= expected for v in seen.values()):
-            break
-        time.sleep(1)
-    return seen
 
 
 def roll(work, level):
@@ -101,14 +86,14 @@ def bench_size(n, a):
             timed(LABCTL + ["up", "--spec", spec], timeout=900)
             took, _ = site(work)
             lines.append(f"N={n}: first converge of {n} proxies + 1 relay {took:.0f} s")
-            registered = register_population(names["proxy1"], a.users, work)
-            before = wait_contacts(names, a.users)
+            registered = register_population(names["proxy1"], a.users)
+            before = load.wait_contacts(names, a.users)
             lines.append(f"N={n}: {registered} users registered; contacts per proxy {before}")
             took = roll(work, 3)
             lines.append(f"N={n}: roll without load {took:.0f} s ({took / n:.1f} s per proxy)")
             before = contacts(names)
             took, results, watch = roll_under_load(work, names, 2)
-            after = wait_contacts(names, max(before.values()), timeout=10)
+            after = load.wait_contacts(names, max(before.values()), timeout=10)
             attempted = sum(r["ok"] + max(r["failed"], 0) for r in results.values())
             failed = sum(max(r["failed"], 0) for r in results.values())
             lines.append(f"N={n}: roll under load {took:.0f} s ({took / n:.1f} s per proxy); calls attempted "

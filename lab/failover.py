@@ -10,27 +10,23 @@ import subprocess
 import sys
 import time
 
-from lab import sip
+from lab import load, sip
+from lab.load import lab, lab_exec  # noqa: F401 (the bigbox tests and bench take them from here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LABCTL = os.path.join(HERE, "labctl.py")
 PROBE = os.path.join(HERE, "sip_probe.py")
-PUB_NS = "itsp-pub"
 STATE_FILE = "/run/itsp-keepalived.state"  # written by the keepalived role's notify script
-
-
-def lab(*args, timeout=90):
-    return subprocess.run([sys.executable, LABCTL, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False)
-
-
-def lab_exec(name, *cmd, timeout=20):
-    return lab("exec", name, "--", *cmd, timeout=timeout).stdout.strip()
 
 
 def holders(boxes, vip):
     """The boxes that have the VIP on an interface (a powered-off box has none)."""
     return [n for n in boxes if vip in lab_exec(n, "ip", "-o", "-4", "addr", "show", "to", vip)]
+
+
+def single_holder(boxes, vip):
+    """The one box holding the VIP, or None while none or both do."""
+    found = holders(boxes, vip)
+    return found[0] if len(found) == 1 else None
 
 
 def vrrp_state(name):
@@ -52,7 +48,7 @@ class Prober:
     """SIP OPTIONS to `target` every `interval` s from the public side, for at most `seconds` s."""
 
     def __init__(self, target, seconds, interval=0.05, local_port=5079):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", PUB_NS, "timeout", "-s", "INT", str(int(seconds) + 10),
+        self.proc = subprocess.Popen(["ip", "netns", "exec", sip.PUB_NS, "timeout", "-s", "INT", str(int(seconds) + 10),
                                       sys.executable, PROBE, target, "--seconds", str(seconds),
                                       "--interval", str(interval), "--local-port", str(local_port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -76,30 +72,14 @@ def outage(answers, after):
     return max(gaps) if gaps else None
 
 
-class CallLoad:
-    """Bounded SIPp calls with RTP from the public side through `target` (a public address) to the
-    user "callee<tag>", a SIPp UAS registered through the same address: `rate` calls/s, each held
-    `hold` s, for `seconds` s. finish() -> {placed, ok, failed, tail}."""
+class CallLoad(load.Load):
+    """load.Load through one address `target` (a public address), the callee registered through it
+    too: `rate` calls/s, each held `hold` s, for `seconds` s. finish() -> {placed, ok, failed, tail}."""
 
     def __init__(self, target, seconds, rate=4, hold=3, tag=0):
-        self.timeout = int(seconds + hold + 40)
+        super().__init__({target: target}, target, seconds, rate=rate, hold=hold, tag=tag)
         self.calls = int(rate * seconds)
-        uas_port = 5080 + tag
-        reg = sip.register(target, f"callee{tag}", target, contact_port=uas_port, local_port=5071, expires=3600)
-        if not reg.ok:
-            raise RuntimeError(f"callee{tag} could not register through {target}: {reg.stdout[-500:]}")
-        self.uas = sip.sipp_background(["-sf", os.path.join(sip.SIPP_DIR, "uas_rtp.xml"), "-p", str(uas_port),
-                                        "-mi", sip.PUBLIC_CLIENT, "-mp", str(40000 + tag * 100), "-rtp_echo",
-                                        "-m", str(self.calls)], self.timeout, recv_timeout_ms=10000)
-        time.sleep(0.5)
-        self.uac = sip.sipp_background([f"{target}:5060", "-sf", os.path.join(sip.SIPP_DIR, "uac_rtp.xml"),
-                                        "-s", f"callee{tag}", "-p", str(5090 + tag), "-mi", sip.PUBLIC_CLIENT,
-                                        "-mp", str(42000 + tag * 100), "-r", str(rate), "-m", str(self.calls),
-                                        "-l", str(int(rate * hold) + 5), "-d", str(int(hold * 1000))],
-                                       self.timeout, recv_timeout_ms=10000)
 
     def finish(self):
-        out, _ = self.uac.communicate(timeout=self.timeout + 20)
-        ok, failed = sip.call_counts(out)
-        sip.stop_sipp(self.uas)
-        return {"placed": self.calls, "ok": ok, "failed": failed, "tail": out[-600:]}
+        (result,) = super().finish().values()
+        return {"placed": self.calls, **result}

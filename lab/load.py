@@ -23,11 +23,15 @@ LABCTL = os.path.join(HERE, "labctl.py")
 KAMCTL = ("kamcmd", "-s", "unix:/run/kamailio/kamailio_ctl")
 
 
+def lab(*args, timeout=90):
+    """labctl with these arguments (exec, power-off, power-on, ...); the CompletedProcess."""
+    return subprocess.run([sys.executable, LABCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
 def lab_exec(name, *cmd, timeout=20):
     """Run a command on a lab host (through the lab's nsenter); its stdout, stripped."""
-    res = subprocess.run([sys.executable, LABCTL, "exec", name, "--", *cmd], capture_output=True, text=True,
-                         timeout=timeout, check=False)
-    return res.stdout.strip()
+    return lab("exec", name, "--", *cmd, timeout=timeout).stdout.strip()
 
 
 def contacts(name):
@@ -37,6 +41,18 @@ def contacts(name):
         return int(out.rsplit("=", 1)[1])
     except (IndexError, ValueError):
         return -1
+
+
+def wait_contacts(names, expected, timeout=30):
+    """Poll the proxies' registrations (1/s, at most `timeout` s) until each holds `expected`; the
+    last counts seen, {name: contacts}."""
+    deadline, seen = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        seen = {n: contacts(n) for n in names}
+        if all(v >= expected for v in seen.values()):
+            break
+        time.sleep(1)
+    return seen
 
 
 def service_state(name, unit):

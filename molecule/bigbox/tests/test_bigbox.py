@@ -12,15 +12,14 @@ import time
 import pytest
 from testlib import converge, media_call_across, platforms, rtp_kept, sip
 
-from lab import failover
+from lab import failover, load
 from lab.failover import CallLoad, Prober, lab, lab_exec, outage, vrrp_state, wait_for
+from lab.load import contacts
 
 P = platforms()
 BOXES = ["box1", "box2"]
 VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
 USERS = 100
-SIPP = sip.SIPP_DIR
-CTL = "unix:/run/kamailio/kamailio_ctl"
 
 
 def holders():
@@ -28,23 +27,14 @@ def holders():
 
 
 def single_holder():
-    found = holders()
-    return found[0] if len(found) == 1 else None
-
-
-def contacts(name):
-    out = lab_exec(name, "kamcmd", "-s", CTL, "stats.get_statistics", "location_contacts")
-    try:
-        return int(out.rsplit("=", 1)[1])
-    except (IndexError, ValueError):
-        return -1
+    return failover.single_holder(BOXES, VIP)
 
 
 def reachable_users(name, users):
     """How many of `users` the box finds in its location table (ul.lookup)."""
     found = 0
     for user in users:
-        out = lab_exec(name, "kamcmd", "-s", CTL, "ul.lookup", "location", user)
+        out = lab_exec(name, *load.KAMCTL, "ul.lookup", "location", user)
         found += "Contact" in out or "Address" in out
     return found
 
@@ -79,9 +69,8 @@ def failover_under_load(fault, label):
 def population():
     assert wait_for(single_holder, 60), f"no single VIP holder: {holders()}"
     users = register_population("user")
-    seen = wait_for(lambda: {n: contacts(n) for n in BOXES} if all(contacts(n) >= USERS for n in BOXES) else None,
-                    30)
-    assert seen, {n: contacts(n) for n in BOXES}
+    seen = load.wait_contacts(BOXES, USERS)
+    assert all(v >= USERS for v in seen.values()), seen
     print(f"registered {USERS} users through the VIP; contacts per box: {seen}")
     return users
 

@@ -20,7 +20,6 @@ P = platforms()
 PROXIES = ["proxy1", "proxy2", "proxy3"]
 RELAYS = ["media1", "media2"]
 USERS = 200
-SIPP = sip.SIPP_DIR
 
 
 def pub(name):
@@ -41,13 +40,7 @@ def register_population():
 
 
 def wait_equal_contacts(expected, timeout=30):
-    deadline, seen = time.monotonic() + timeout, {}
-    while time.monotonic() < deadline:
-        seen = all_contacts()
-        if all(v >= expected for v in seen.values()):
-            return seen
-        time.sleep(1)
-    return seen
+    return load.wait_contacts(PROXIES, expected, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -193,9 +186,6 @@ def media_call_across(change, hold_s, tag):
     return shared_media_call_across(pub("proxy1"), change, hold_s, tag)
 
 
-_rtp_kept = rtp_kept
-
-
 def test_relay_change_rolls_the_relays_and_calls_keep_their_media(population):
     watch = Watch(RELAYS, "rtpengine-daemon")
     watch.start()
@@ -209,13 +199,13 @@ def test_relay_change_rolls_the_relays_and_calls_keep_their_media(population):
     watch.stop()
     _print_load("relay roll", results)
     print("relay PIDs:", {n: watch.pids(n) for n in RELAYS}, "most down at once:", watch.most_down_at_once())
-    print("RTP of the call in progress:", out.get("rtp"), f"kept {_rtp_kept(out['rtp']):.1%}")
+    print("RTP of the call in progress:", out.get("rtp"), f"kept {rtp_kept(out['rtp']):.1%}")
     assert rc == 0, failures
     assert all(r["failed"] == 0 and r["ok"] > 0 for r in results.values()), results
     for n in RELAYS:
         assert len(watch.pids(n)) == 2, (n, watch.pids(n))
     assert watch.most_down_at_once() <= 1
-    assert _rtp_kept(out["rtp"]) >= 0.95, out["rtp"]
+    assert rtp_kept(out["rtp"]) >= 0.95, out["rtp"]
     assert out["call"].ok, out["call"].stdout[-500:]
 
 
@@ -325,5 +315,5 @@ def test_negative_control_relays_all_at_once_cut_the_media_of_calls_in_progress(
     call in progress loses its media - the media check of the rolling test above can fail."""
     out = media_call_across(_restart_every_relay_at_once, hold_s=25, tag=1)
     print("RTP of the call across the all-at-once relay restart:", out.get("rtp"),
-          f"kept {_rtp_kept(out['rtp']):.1%}")
-    assert _rtp_kept(out["rtp"]) < 0.9, out["rtp"]
+          f"kept {rtp_kept(out['rtp']):.1%}")
+    assert rtp_kept(out["rtp"]) < 0.9, out["rtp"]

@@ -75,3 +75,23 @@ def test_defaults_apply_where_the_inventory_says_nothing():
     del hostvars["box2"]["keepalived_priority"]
     result = vrrp_pair(hostvars, GROUPS, "box2", group="bigbox", default_vrid=51, default_priority=100)
     assert (result["vrid"], result["priority"], result["problems"]) == (51, 100, [])
+
+
+def test_an_unset_partner_gets_the_roles_defaults_not_this_boxs_values():
+    import os
+
+    import yaml
+    from ansible_collections.itsp.cluster.plugins.filter import topology
+
+    hostvars = pair()
+    del hostvars["box2"]["keepalived_priority"]
+    del hostvars["box1"]["keepalived_virtual_router_id"], hostvars["box2"]["keepalived_virtual_router_id"]
+    assert vrrp_pair(hostvars, GROUPS, "box1", group="bigbox")["problems"] == []
+    assert vrrp_pair(hostvars, GROUPS, "box2", group="bigbox")["priority"] == 100
+    # roles/keepalived/tasks/pair.yml relies on the filter's defaults being the role's.
+    defaults = os.path.join(os.path.dirname(topology.__file__), "..", "..", "roles", "keepalived", "defaults",
+                            "main.yml")
+    with open(defaults) as fh:
+        role = yaml.safe_load(fh)
+    assert (role["keepalived_virtual_router_id"], role["keepalived_priority"]) == (
+        topology.DEFAULT_VRID, topology.DEFAULT_PRIORITY)
