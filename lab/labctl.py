@@ -767,9 +767,25 @@ def wait_ssh(h, timeout=30.0):
     raise LabError(f"host {h['name']} booted but SSH on {h['private_ipv4']} does not answer")
 
 
+def processes_rooted_in(root):
+    """PIDs whose root directory is this host's container root: its processes, found without the
+    nspawn that started them (an nspawn killed alone leaves its container running, unseen)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/root") == root:
+                    pids.append(int(entry))
+    return pids
+
+
 def down_host(name):
     stop_pid(read_pid(os.path.join(RUN, f"host-{name}.pid")), grace=15)
     base, upper, work, root = host_paths(name)
+    for pid in processes_rooted_in(root):
+        log(f"{name}: killing process {pid} left running in its container without its nspawn")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     if os.path.ismount(root):
         sh("umount", root, check=False)
         if os.path.ismount(root):
