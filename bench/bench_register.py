@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Where a REGISTER's cost goes on a cluster proxy: prints figures, asserts nothing.
+
+    .venv/bin/python bench/bench_register.py [--rate 800] [--seconds 10] [--ladder 1000 2000 4000 8000]  # as root
+
+Lab: proxy1 .. proxy4 of the kamailio role and plain1 with the minimal registrar of
+bench/minimal-kamailio.cfg (OPTIONS 200, REGISTER save, nothing else). All in one run, at one fixed
+offered rate below saturation, SIPp registers distinct users at proxy1 (or plain1) from the public side
+and the run records, per accepted REGISTER: Kamailio's CPU time on the answering node (from /proc),
+on each replication peer, and Kamailio's own counters (transactions it started = DMQ messages sent,
+replies, usrloc inserts). The configurations change one thing at a time against a base proxy
+(replication, pike and rate limit off, no digest auth, 4 UDP workers):
+
+    minimal registrar | base | + pike and rate limit | + digest auth (local table)
+    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers
+
+After each step it compares contacts on proxy1 and every running peer (every registration answered
+200 must be on every peer). Then the highest clean rate (a ladder) of the minimal registrar and of
+the proxy replicating to 2 peers, and their ratio. A peer count is set by stopping the other peers'
+Kamailio and restarting the rest, so the DMQ node list holds only running peers; it is checked
+(dmq.list_nodes) before the step is measured. Every node is checked to answer OPTIONS before it is
+measured; a node that does not answer, or a step with no accepted REGISTER, stops the run with an
+error. Load is bounded by -m, -timeout and an outer timeout.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_cluster import contacts, deploy_minimal, kamcmd, ladder
+from benchlib import LABCTL, cpu_seconds, pub_sipp, sipp_counts, site, ssh, write_lab
+
+from lab import sip
+
+PROXIES = {"proxy1": 11, "proxy2": 12, "proxy3": 13, "proxy4": 14}
+MINIMAL = 31
+REALM, SECRET = "bench.itsp", "bench-nonce-secret-0123456789"
+# The base proxy: what the role does for every REGISTER, minus the parts measured one by one.
+BASE = {"kamailio_dmq_enabled": False, "kamailio_pike_enabled": False, "kamailio_rate_limit_requests": 0,
+        "kamailio_auth_enabled": False, "kamailio_children": 4}
+STEPS = [
+    # (label, configuration over BASE, running peers, SIPp scenario)
+    ("base proxy", {}, 0, "register_many.xml"),
+    ("+ pike and rate limit", {"kamailio_pike_enabled": True, "kamailio_rate_limit_requests": 60000}, 0,
+     "register_many.xml"),
+    ("+ digest auth", {"kamailio_auth_enabled": True}, 0, "register_auth_many.xml"),
+    ("+ DMQ, 1 peer", {"kamailio_dmq_enabled": True}, 1, "register_many.xml"),
+    ("+ DMQ, 2 peers", {"kamailio_dmq_enabled": True}, 2, "register_many.xml"),
+    ("+ DMQ, 3 peers", {"kamailio_dmq_enabled": True}, 3, "register_many.xml"),
+    ("2 peers, 2 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 2}, 2, "register_many.xml"),
+    ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
+]
+# Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
+# started itself (each is a DMQ message to a peer).
+COUNTERS = ("core:rcv_requests", "tm:UAC_transactions")
+
+
+def password(i):
+    return f"bench-{i:06d}-pw"
+
+
+def statistics(n):
+    """Kamailio's own counters on 198.18.0.n: {"group:name": int}."""
+    stats = {}
+    for line in kamcmd(n, "stats.get_statistics all").splitlines():
+        if "=" in line:
+            name, value = line.split("=", 1)
+            try:
+                stats[name.strip()] = int(value.strip())
+            except ValueError:
+                continue
+    return stats
+
+
+def answers(address):
+    res = sip.options(address, local_port=5069)
+    return res.ok and res.first_response_code() == 200
+
+
+def must_answer(name, address):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if answers(address):
+            return
+        time.sleep(0.5)
+    sys.exit(f"bench: {name} ({address}) does not answer OPTIONS: nothing is measured against a dead node")
+
+
+def dmq_nodes(n):
+    """Peers proxy n replicates to: DMQ nodes other than itself that are active."""
+    out = kamcmd(n, "dmq.list_nodes")
+    hosts = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("host:")]
+    states = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("status:")]
+    return {h for h, s in zip(hosts, states) if h != f"198.18.0.{n}" and s in ("active", "1")}
+
+
+def set_peers(count):
+    """Run Kamailio on proxy2 .. proxy(count+1) only, restarted, then proxy1: the DMQ node list holds
+    just those peers (a stopped peer would otherwise stay listed until the next ping)."""
+    peers = list(PROXIES)[1:]
+    for name in peers[count:]:
+        ssh(f"198.18.0.{PROXIES[name]}", "systemctl stop kamailio")
+    for name in peers[:count] + ["proxy1"]:
+        ssh(f"198.18.0.{PROXIES[name]}", "systemctl restart kamailio")
+    for name in peers[:count] + ["proxy1"]:
+        must_answer(name, f"203.0.113.{PROXIES[name]}")
+    want = {f"198.18.0.{PROXIES[name]}" for name in peers[:count]}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if count == 0 or dmq_nodes(11) == want:
+            return [PROXIES[name] for name in peers[:count]]
+        time.sleep(1)
+    sys.exit(f"bench: proxy1's DMQ nodes are {sorted(dmq_nodes(11))}, not the {count} running peers {sorted(want)}")
+
+
+def users_file(work, step, count, auth):
+    path = os.path.join(work, f"users-{step}.csv")
+    with open(path, "w") as fh:
+        fh.write("SEQUENTIAL\n")
+        for i in range(count):
+            user = f"s{step}u{i:06d}"
+            # field1 is SIPp's whole keyword: it does not expand [fieldN] inside [authentication ...].
+            fh.write(f"{user};[authentication username={user} password={password(i)}];\n" if auth else f"{user};\n")
+    return path
+
+
+def measure(n, peers, scenario, rate, seconds, users):
+    """One step at a fixed offered rate: accepted, failed, CPU per accepted REGISTER here and on the
+    peers, counter deltas per accepted REGISTER, and the contacts each peer misses."""
+    calls = rate * seconds
+    before = statistics(n)
+    cpu0 = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") for m in [n, *peers]}
+    res = pub_sipp([f"203.0.113.{n}:5060", "-sf", os.path.join(sip.SIPP_DIR, scenario), "-i", sip.PUBLIC_CLIENT,
+                    "-p", "5070", "-r", str(rate), "-m", str(calls), "-l", str(rate * 2), "-inf", users,
+                    "-recv_timeout", "4000"], seconds + 25)
+    ok, failed = sipp_counts(res.stdout)
+    time.sleep(2)  # replication in flight lands
+    cpu = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") - cpu0[m] for m in cpu0}
+    after = statistics(n)
+    held = contacts(n)
+    missing = {m: held - contacts(m) for m in peers}
+    deltas = {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
+    return ok, failed, cpu, deltas, missing
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=int, default=800, help="fixed offered REGISTER/s for the breakdown")
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--ladder", type=int, nargs="+", default=[1000, 2000, 3000, 4000, 6000, 8000])
+    p.add_argument("--ladder-seconds", type=int, default=5)
+    a = p.parse_args()
+    if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder) > 20000 \
+            or not 1 <= a.ladder_seconds <= 30 or a.rate * a.seconds > 40000:
+        p.error("rate 50..5000/s, 2..30 s, at most 40000 REGISTERs per step, ladder up to 20000/s (bounded load)")
+    per_step = a.rate * a.seconds
+    ladder_users = max(a.ladder) * a.ladder_seconds
+    register = os.path.join(sip.SIPP_DIR, "register_many.xml")
+    subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="bench-register-") as work:
+        # Subscribers for the digest step (HA1 in the local table), users s2u000000 ...
+        subscribers = [{"username": f"s2u{i:06d}", "password": password(i)} for i in range(per_step)]
+        common = dict(BASE, kamailio_trusted_networks=["203.0.113.200/32"], kamailio_auth_realm=REALM,
+                      kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
+                      kamailio_subscribers=subscribers)
+        hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
+        hosts["plain1"] = {"n": MINIMAL, "groups": ["plain"]}
+        spec = write_lab(work, hosts)
+        inventory = os.path.join(work, "hosts.yml")
+        rows, ladders = [], {}
+        try:
+            subprocess.run(LABCTL + ["up", "--spec", spec], check=True, capture_output=True, timeout=900)
+            took, _ = site(inventory)
+            print(f"lab: 4 proxies converged in {took:.0f} s; plain1 gets the minimal registrar", flush=True)
+            deploy_minimal()
+            must_answer("plain1 (minimal registrar)", f"203.0.113.{MINIMAL}")
+            ok, failed, cpu, deltas, _ = measure(MINIMAL, [], "register_many.xml", a.rate, a.seconds,
+                                                 users_file(work, "m", per_step, False))
+            if ok == 0:
+                sys.exit("bench: the minimal registrar accepted no REGISTER")
+            rows.append(("minimal registrar", 0, ok, failed, cpu[MINIMAL], deltas, {}))
+            applied = None
+            for index, (label, config, peers, scenario) in enumerate(STEPS):
+                if config != applied:
+                    extra = os.path.join(work, f"vars-{index}.json")  # a file: the subscribers exceed an argument
+                    with open(extra, "w") as fh:
+                        json.dump(dict(common, **config), fh)
+                    took, _ = site(inventory, "-e", f"@{extra}")
+                    print(f"converged for {label!r} in {took:.0f} s", flush=True)
+                    applied = config
+                peer_nodes = set_peers(peers)
+                users = users_file(work, index, per_step, scenario == "register_auth_many.xml")
+                ok, failed, cpu, deltas, missing = measure(11, peer_nodes, scenario, a.rate, a.seconds, users)
+                if ok == 0:
+                    sys.exit(f"bench: proxy1 accepted no REGISTER in step {label!r}")
+                rows.append((label, peers, ok, failed, cpu[11], deltas,
+                             {m: (cpu[m], missing[m]) for m in peer_nodes}))
+                print(f"  {label}: {ok} ok {failed} failed", flush=True)
+                if label == "+ DMQ, 2 peers":
+                    ladders["proxy, DMQ to 2 peers"] = ladder(11, register, a.ladder, a.ladder_seconds,
+                                                              users_file(work, "l", ladder_users, False))
+            ladders["minimal registrar"] = ladder(MINIMAL, register, a.ladder, a.ladder_seconds,
+                                                  users_file(work, "k", ladder_users, False))
+        finally:
+            subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
+    print(f"\nREGISTER cost at {a.rate}/s offered for {a.seconds} s (per accepted REGISTER; CPU = Kamailio, all "
+          f"processes, user+system)")
+    print(f"{'configuration':24} {'ok':>6} {'fail':>5} {'CPU us':>7} {'peer CPU us':>12} {'rcv req':>7} "
+          f"{'DMQ tx':>7} {'missing on peers':>17}")
+    base_cpu = None
+    for label, _peers, ok, failed, cpu, deltas, peer in rows:
+        per = 1e6 * cpu / ok
+        base_cpu = per if label == "base proxy" else base_cpu
+        peer_cpu = " ".join(f"{1e6 * c / ok:.0f}" for c, _ in peer.values()) or "-"
+        missing = " ".join(str(m) for _, m in peer.values()) or "-"
+        print(f"{label:24} {ok:>6} {failed:>5} {per:>7.0f} {peer_cpu:>12} {deltas['core:rcv_requests'] / ok:>7.2f} "
+              f"{deltas['tm:UAC_transactions'] / ok:>7.2f} {missing:>17}")
+    dmq = {peers: 1e6 * cpu / ok for label, peers, ok, _f, cpu, _d, _p in rows if label.startswith("+ DMQ")}
+    if base_cpu and dmq:
+        print("marginal CPU per REGISTER of replication: " + ", ".join(
+            f"{k} peer{'s' if k > 1 else ''}: +{v - base_cpu:.0f} us" for k, v in sorted(dmq.items())))
+    for name, (best, steps) in ladders.items():
+        print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
+            f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
+    minimal, proxy = ladders.get("minimal registrar", (0, []))[0], ladders.get("proxy, DMQ to 2 peers", (0, []))[0]
+    if not minimal or not proxy:
+        sys.exit("bench: a ladder had no clean step: no ratio")
+    print(f"ratio proxy with 2 peers / minimal registrar: {proxy / minimal:.2f} (goal 0.6)")
+
+
+if __name__ == "__main__":
+    main()
