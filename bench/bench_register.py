@@ -168,7 +168,10 @@ def main():
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
         hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
-        hosts["plain1"] = {"n": MINIMAL, "groups": ["plain"]}
+        # plain1 is a SIP node too (the lab builds it the same way); the firewall role opens SIP only
+        # where the topology has a proxy, so the minimal registrar's port is opened here.
+        hosts["plain1"] = {"n": MINIMAL, "groups": ["plain"],
+                           "vars": {"firewall_extra_rules": [{"proto": "udp", "port": "5060", "sources": []}]}}
         spec = write_lab(work, hosts)
         inventory = os.path.join(work, "hosts.yml")
         rows, ladders = [], {}
