@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import defaultdict
 
-from benchlib import LABCTL, ROOT, changed_total, write_lab
+from benchlib import LABCTL, ROOT, changed_total, noop_walls, write_lab
 
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
 
@@ -144,14 +144,17 @@ def main():
                                                    env_extra=variant_env(variant, a.mitogen), fatal=False)
                     if prof is None:
                         continue
-                    walls[variant].append(wall)
+                    walls[variant].append((wall, changed))
                     last[variant] = prof
                     print(f"no-op converge {run} ({variant}): {wall:.1f} s wall, changed={changed}"
                           + ("" if changed == 0 else "  (NOT a no-op: something changed)"), flush=True)
-            for variant, values in walls.items():
+            for variant, runs in walls.items():
+                values = noop_walls(runs)  # a run that changed something is no no-op figure
                 if values:
                     print(f"no-op converge, {variant}: best {min(values):.1f} s, median "
-                          f"{sorted(values)[len(values) // 2]:.1f} s over {len(values)} runs")
+                          f"{sorted(values)[len(values) // 2]:.1f} s over {len(values)} runs"
+                          + (f" ({len(runs) - len(values)} that changed something left out)"
+                             if len(values) < len(runs) else ""))
             for variant, prof in last.items():
                 print(f"where the last no-op run ({variant}) spent its {prof['total']:.1f} s:")
                 breakdown(prof, a.top)
