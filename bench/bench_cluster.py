@@ -8,8 +8,10 @@ pike exempting the benchmark's client as a trusted network), and plain1 with the
 configuration in bench/minimal-kamailio.cfg (OPTIONS 200, REGISTER save, nothing else). Both
 have 4 UDP workers. For each rate SIPp sends OPTIONS (or REGISTERs of distinct users) for a few
 seconds from the public side; the highest rate with zero failures is reported for each, and the
-ratio. Every side is checked to answer (SIP OPTIONS, Kamailio's RPC) before anything is measured,
-and a side with no clean step fails the run instead of giving a ratio. Then 10,000 users register
+ratio; after each REGISTER step of the cluster proxy, the contacts proxy1 holds and those its peer
+proxy2 holds (replication completeness: registrations acknowledged but never replicated). Every
+side is checked to answer (SIP OPTIONS, Kamailio's RPC) before anything is measured, and a side
+with no clean step fails the run instead of giving a ratio. Then 10,000 users register
 at proxy1, proxy2 is restarted empty, and the time until it holds all 10,000 (dmq_usrloc sync) is
 measured. Load is bounded by -m, -timeout and an outer timeout.
 """
@@ -74,12 +76,31 @@ def load(n, scenario, rate, seconds, users_file=None):
     return ok, failed, cpu
 
 
-def ladder(n, scenario, rates, seconds, users_file=None):
-    """(highest clean rate or 0, [(rate, ok, failed, cpu %)]) for one side."""
+def replication_gap(answering, peer, settle=10.0):
+    """(contacts on the proxy that answered, on its peer, seconds waited): read once the peer holds
+    as many as the answering proxy, or its count has not grown for 2 s, or after `settle` s."""
+    t0 = time.monotonic()
+    seen, still_since = None, t0
+    while True:
+        held, replicated = contacts(answering), contacts(peer)
+        now = time.monotonic()
+        if replicated >= held or now - t0 >= settle:
+            return held, replicated, now - t0
+        if replicated != seen:
+            seen, still_since = replicated, now
+        elif now - still_since >= 2:
+            return held, replicated, now - t0
+        time.sleep(0.5)
+
+
+def ladder(n, scenario, rates, seconds, users_file=None, after_step=None):
+    """(highest clean rate or 0, [(rate, ok, failed, cpu %)]) for one side; after_step(rate) after each step."""
     rows = []
     for rate in rates:
         ok, failed, cpu = load(n, scenario, rate, seconds, users_file)
         rows.append((rate, ok, failed, cpu))
+        if after_step:
+            after_step(rate)
         time.sleep(1)
     return best_clean([(rate, rate * seconds, ok, failed) for rate, ok, failed, _ in rows]), rows
 
@@ -131,10 +152,15 @@ def main():
                              "plain1's RPC": rpc_probe("198.18.0.31")})
             options = os.path.join(sip.SIPP_DIR, "options.xml")
             register = os.path.join(sip.SIPP_DIR, "register_many.xml")
-            results = {}
+            results, gaps = {}, []
+
+            def completeness(rate):  # REGISTERs answered by proxy1: are they all on its peer?
+                gaps.append((rate, *replication_gap(11, 12)))
+
             for name, n in () if a.sync_only else (("cluster proxy", 11), ("minimal", 31)):
                 results[name] = (ladder(n, options, a.options, a.seconds),
-                                 ladder(n, register, a.register, a.seconds, users))
+                                 ladder(n, register, a.register, a.seconds, users,
+                                        after_step=completeness if n == 11 else None))
             # DMQ sync: fresh registrations at proxy1, proxy2 restarted empty.
             ssh("198.18.0.11", "systemctl restart kamailio")
             ssh("198.18.0.12", "systemctl restart kamailio")
@@ -172,6 +198,11 @@ def main():
         c, m = results["cluster proxy"][idx][0], results["minimal"][idx][0]
         print(f"  ratio cluster/minimal: {ratio((f'cluster proxy ({what})', c), (f'minimal ({what})', m)):.2f}",
               flush=True)
+    if gaps:
+        print("REGISTER replication completeness after each step (proxy1 answered, proxy2 its DMQ peer):")
+        for rate, held, replicated, waited in gaps:
+            print(f"  after {rate}/s: proxy1 {held} contacts, proxy2 {replicated}: {held - replicated} not replicated "
+                  f"({100 * (held - replicated) / max(held, 1):.2f} %), read {waited:.1f} s after the step")
     print(f"DMQ: {registered[0]} new registrations at proxy1 ({registered[1]} failed); proxy1 held {total} "
           f"contacts, proxy2 {replicated_live} by live replication; restarted empty, proxy2 held {synced} "
           f"of {total} after {sync_time:.2f} s (dmq_usrloc sync)")

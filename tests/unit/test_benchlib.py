@@ -134,3 +134,20 @@ def test_ng_probe_silence():
         nobody.bind(("127.0.0.1", 0))  # bound, never answers
         answered, detail = benchlib.ng_probe("127.0.0.1", nobody.getsockname()[1], timeout=0.3)()
     assert not answered and "no answer" in detail
+
+
+def test_replication_gap_reads_when_the_peer_has_caught_up_or_stalled(monkeypatch):
+    import bench_cluster
+
+    counts = {11: iter([100, 100, 100]), 12: iter([90, 100])}
+    monkeypatch.setattr(bench_cluster, "contacts", lambda n: next(counts[n]))
+    monkeypatch.setattr(bench_cluster.time, "sleep", lambda s: None)
+    held, replicated, _ = bench_cluster.replication_gap(11, 12)
+    assert (held, replicated) == (100, 100)
+
+    # The peer stays 3 short: read once its count has not grown for 2 s, the gap is what is missing.
+    clock = iter(range(0, 100))
+    monkeypatch.setattr(bench_cluster.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(bench_cluster, "contacts", lambda n: 100 if n == 11 else 97)
+    held, replicated, waited = bench_cluster.replication_gap(11, 12, settle=10)
+    assert (held, replicated) == (100, 97) and waited <= 10
