@@ -5,6 +5,8 @@ asserts nothing.
     flock /run/itsp-lab.lock .venv/bin/python bench/bench_converge.py [--runs 2] [--keep]   # as root
     .venv/bin/python bench/bench_converge.py --no-up --keep      # a lab you already hold the lock for
     ... --variants as-is no-ssh-compression mitogen --mitogen DIR  # compare settings, runs interleaved
+    ... --baseline DIR          # also no-op runs of another checkout's site.yml (e.g. the last release:
+                                # git archive TAG | tar -x -C DIR), interleaved on the same lab
 
 Builds the lab of --inventory (default inventories/lab: 4 proxies, 1 media host) with
 lab/playbooks/lab.yml (lab up + site.yml + report, timed as the first converge), then runs
@@ -25,7 +27,7 @@ import tempfile
 import time
 from collections import defaultdict
 
-from benchlib import LABCTL, ROOT, changed_total, write_lab
+from benchlib import LABCTL, ROOT, changed_total, noop_walls, write_lab
 
 CALLBACKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callback_plugins")
 
@@ -42,12 +44,12 @@ def variant_env(name, mitogen):
     raise ValueError(name)
 
 
-def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True):
+def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True, root=ROOT):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
                ANSIBLE_CALLBACKS_ENABLED="itsp_profile", ITSP_PROFILE_OUT=profile, **(env_extra or {}))
     t0 = time.monotonic()
-    res = subprocess.run(["ansible-playbook", "-i", inventory, play, *extra], cwd=ROOT, env=env, text=True,
-                         capture_output=True, check=False, timeout=3600)
+    res = subprocess.run(["ansible-playbook", "-i", os.path.join(ROOT, inventory), play, *extra], cwd=root, env=env,
+                         text=True, capture_output=True, check=False, timeout=3600)
     wall = time.monotonic() - t0
     if res.returncode != 0:
         message = f"bench: {play} failed after {wall:.1f} s:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
@@ -118,6 +120,8 @@ def main():
                    choices=["as-is", "no-ssh-compression", "mitogen"],
                    help="no-op runs are repeated for each, interleaved (so load on the machine hits all alike)")
     p.add_argument("--mitogen", help="directory mitogen is installed in (pip install --target DIR mitogen)")
+    p.add_argument("--baseline", help="another checkout: its site.yml is timed too (variant 'baseline', as-is "
+                                      "settings), interleaved with the others on the same lab")
     p.add_argument("--save", help="directory to keep each run's profile JSON in")
     a = p.parse_args()
     if not 1 <= a.runs <= 5:
@@ -126,6 +130,12 @@ def main():
         p.error("--variants mitogen needs --mitogen DIR")
     if a.hosts is not None and not 5 <= a.hosts <= 20:
         p.error("--hosts must be 5..20")
+    if a.baseline:
+        a.baseline = os.path.abspath(a.baseline)
+        if not os.path.exists(os.path.join(a.baseline, "site.yml")):
+            p.error(f"--baseline {a.baseline}: no site.yml there")
+        subprocess.run([os.path.join(a.baseline, "scripts", "collection-path.sh")], check=True)
+        a.variants.append("baseline")
     with tempfile.TemporaryDirectory(prefix="bench-converge-") as work:
         if a.hosts:
             a.inventory = generated_inventory(os.path.join(work, "inventory"), a.hosts)
@@ -140,18 +150,23 @@ def main():
             for run in range(1, a.runs + 1):
                 for variant in a.variants:
                     out = os.path.join(a.save or work, f"noop-{variant}-{run}.json")
-                    wall, changed, prof = playbook(a.inventory, "site.yml", out,
-                                                   env_extra=variant_env(variant, a.mitogen), fatal=False)
+                    wall, changed, prof = playbook(
+                        a.inventory, "site.yml", out, fatal=False,
+                        env_extra=variant_env("as-is" if variant == "baseline" else variant, a.mitogen),
+                        root=a.baseline if variant == "baseline" else ROOT)
                     if prof is None:
                         continue
-                    walls[variant].append(wall)
+                    walls[variant].append((wall, changed))
                     last[variant] = prof
                     print(f"no-op converge {run} ({variant}): {wall:.1f} s wall, changed={changed}"
                           + ("" if changed == 0 else "  (NOT a no-op: something changed)"), flush=True)
-            for variant, values in walls.items():
+            for variant, runs in walls.items():
+                values = noop_walls(runs)  # a run that changed something is no no-op figure
                 if values:
                     print(f"no-op converge, {variant}: best {min(values):.1f} s, median "
-                          f"{sorted(values)[len(values) // 2]:.1f} s over {len(values)} runs")
+                          f"{sorted(values)[len(values) // 2]:.1f} s over {len(values)} runs"
+                          + (f" ({len(runs) - len(values)} that changed something left out)"
+                             if len(values) < len(runs) else ""))
             for variant, prof in last.items():
                 print(f"where the last no-op run ({variant}) spent its {prof['total']:.1f} s:")
                 breakdown(prof, a.top)

@@ -25,7 +25,20 @@ import sys
 import tempfile
 import time
 
-from benchlib import LABCTL, ROOT, cpu_seconds, pub_sipp, sipp_counts, site, timed, write_lab
+from benchlib import (
+    LABCTL,
+    ROOT,
+    BenchFailure,
+    cpu_seconds,
+    pub_sipp,
+    require_answers,
+    require_some,
+    sip_probe,
+    sipp_counts,
+    site,
+    timed,
+    write_lab,
+)
 
 from lab import sip
 
@@ -127,9 +140,7 @@ def main():
         try:
             timed(LABCTL + ["up", "--spec", spec])
             site(work)
-            for name, i in PROXIES.items():
-                if not sip.options(f"203.0.113.{i}").ok:
-                    sys.exit(f"bench: {name} does not answer OPTIONS; nothing measured")
+            require_answers({name: sip_probe(f"203.0.113.{i}") for name, i in PROXIES.items()})
             time.sleep(3)  # DMQ peers find each other
             sniff = Sniffers(work, "idle", a.idle)
             result = sniff.finish()
@@ -141,8 +152,7 @@ def main():
                 ok, failed = register_users(users, a.users, a.rate, 5071)
                 result = sniff.finish()
                 print(f"\nSIPp: {ok} registered, {failed} failed")
-                if ok == 0:
-                    sys.exit("bench: no registration succeeded; nothing measured")
+                require_some(phase, ok)
                 show(phase, ok, "registrations", *result)
                 figures[phase.split()[0]] = per_event(result[0], ok, result[2])
                 figures[phase.split()[0]]["cpu_seconds"] = result[1]
@@ -150,7 +160,7 @@ def main():
 
             callee = sip.register("203.0.113.11", "callee", "203.0.113.11", contact_port=5080, expires=3600)
             if not callee.ok:
-                sys.exit("bench: the called party could not register; calls not measured")
+                raise BenchFailure("the called party could not register at proxy1; calls not measured")
             time.sleep(1)
             rate = 10
             sniff = Sniffers(work, "calls", a.calls / rate + 12)
@@ -162,7 +172,8 @@ def main():
             ok, failed = sipp_counts(res.stdout)
             result = sniff.finish()
             print(f"\nSIPp: {ok} calls completed, {failed} failed")
-            show("calls (dialog replication)", max(ok, 1), "calls", *result)
+            require_some("calls (dialog replication)", ok)
+            show("calls (dialog replication)", ok, "calls", *result)
             figures["calls"] = per_event(result[0], ok, result[2])
             figures["calls"]["cpu_seconds"] = result[1]
             figures["calls"]["events"] = ok

@@ -13,7 +13,8 @@ back (powered on / resumed) and becomes the standby. Prints each run, then media
 kind, and the calls failed per failover. Published keepalived + Elastic IP setups report 5-6 s;
 on bare metal (gratuitous ARP) the floor is keepalived's dead-master timer (3 x advert_int +
 skew) for a power-off and fall x interval of the health check for a dead daemon.
-The lab is torn down at the end unless --keep.
+The VIP must answer SIP OPTIONS before anything is measured. The lab is torn down at the end
+unless --keep.
 """
 
 import argparse
@@ -23,8 +24,9 @@ import subprocess
 import sys
 import time
 
-from benchlib import LABCTL, ROOT, timed
+from benchlib import LABCTL, ROOT, require_answers, sip_probe, timed
 
+from lab import failover as pair
 from lab.failover import CallLoad, Prober, holders, lab, lab_exec, outage, vrrp_state, wait_for
 
 BOXES = ["box1", "box2"]
@@ -32,7 +34,7 @@ VIP, VIP_PUBLIC = "198.18.0.30", "203.0.113.30"
 
 
 def single_holder():
-    return failover.single_holder(BOXES, VIP)
+    return pair.single_holder(BOXES, VIP)
 
 
 def failover(kind, rate):
@@ -70,6 +72,7 @@ def main():
     elapsed, _ = timed(["ansible-playbook", "-i", "inventories/bigbox", "lab/playbooks/lab.yml"], env=env)
     print(f"lab built from inventories/bigbox and converged in {elapsed:.0f} s")
     try:
+        require_answers({"the pair's VIP": sip_probe(VIP_PUBLIC)})
         results = {"power-off": [], "kamailio-hung": []}
         for i in range(args.runs):
             for kind, rows in results.items():

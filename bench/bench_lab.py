@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-from benchlib import LABCTL, changed_total, site, timed, write_lab
+from benchlib import LABCTL, BenchFailure, changed_total, site, timed, write_lab
 
 
 def main():
@@ -34,6 +34,9 @@ def main():
             first, r1 = site(inv)
             second, r2 = site(inv)
             timed(LABCTL + ["down"])
+            if changed_total(r2.stdout):
+                raise BenchFailure(f"{n} hosts: the second site.yml changed {changed_total(r2.stdout)} things: "
+                                   "no no-op time can be given")
             rows.append((n, cold, warm, first, changed_total(r1.stdout), second, changed_total(r2.stdout)))
     print(f"{'hosts':>5} {'lab up cold':>12} {'lab up warm':>12} {'site.yml 1st':>13} {'changed':>8} "
           f"{'site.yml 2nd':>13} {'changed':>8}")

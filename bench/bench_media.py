@@ -8,8 +8,9 @@ For each call rate, SIPp on the public side places calls through proxy1's public
 SIPp UAS registered there; the caller plays G.711 RTP (SIPp's g711a.pcap, 50 pps) and the callee
 echoes it back, so rtpengine on media1 relays both directions of every call. Reported per rate:
 calls placed, failed calls, concurrent calls (rate x hold), rtpengine sessions seen at mid-run,
-rtpengine CPU, and CPU per 100 concurrent calls. Load is bounded: -m calls, -l concurrency,
--timeout, and an outer timeout.
+rtpengine CPU, and CPU per 100 concurrent calls. The proxy (SIP OPTIONS) and the relay (ng ping)
+must answer before anything is measured, and a rate at which no call completed fails the run.
+Load is bounded: -m calls, -l concurrency, -timeout, and an outer timeout.
 """
 
 import argparse
@@ -19,6 +20,7 @@ import tempfile
 import threading
 import time
 
+import benchlib
 from benchlib import LABCTL, ROOT, cpu_seconds, pub_sipp, sipp_counts, site, timed, write_lab
 
 from lab import ng, sip
@@ -83,10 +85,15 @@ def main():
         try:
             timed(LABCTL + ["up", "--spec", spec])
             site(inv)
+            benchlib.require_answers({"proxy1": benchlib.sip_probe(PROXY),
+                                      "media1's rtpengine": benchlib.ng_probe(MEDIA)})
             reg = sip.register(PROXY, "bench", PROXY, contact_port=5080)
             if not reg.ok:
-                raise SystemExit(f"bench: REGISTER failed: {reg.stdout[-500:]}")
-            rows = [run_rate(r, a.hold, a.seconds) for r in a.rates]
+                raise benchlib.BenchFailure(f"the callee's REGISTER at proxy1 failed: {reg.stdout[-500:]}")
+            rows = []
+            for rate in a.rates:
+                rows.append(run_rate(rate, a.hold, a.seconds))
+                benchlib.require_some(f"calls at {rate}/s", rows[-1]["ok"])
         finally:
             if not a.keep:
                 subprocess.run(LABCTL + ["down"], capture_output=True, check=False)

@@ -11,6 +11,7 @@ registered users is spread by DMQ. Then, timed:
      each, 4 s hold): calls attempted and failed, contacts on every proxy before and after;
   3. (first size only) drain time of proxy1 as a function of the hold time of its calls in
      progress: a few calls held H s, then `itsp.cluster.drain`, timed until it returns.
+Every proxy (SIP OPTIONS) and the relay (ng ping) must answer before anything is measured.
 Load is bounded by -m, -timeout and an outer timeout; the lab is torn down at the end.
 """
 
@@ -21,7 +22,7 @@ import subprocess
 import tempfile
 import time
 
-from benchlib import LABCTL, ROOT, site, timed, write_lab
+from benchlib import LABCTL, ROOT, ng_probe, require_answers, require_some, sip_probe, site, timed, write_lab
 
 from lab import load, sip
 
@@ -86,7 +87,10 @@ def bench_size(n, a):
             timed(LABCTL + ["up", "--spec", spec], timeout=900)
             took, _ = site(work)
             lines.append(f"N={n}: first converge of {n} proxies + 1 relay {took:.0f} s")
-            registered = register_population(names["proxy1"], a.users)
+            require_answers({**{name: sip_probe(address) for name, address in names.items()},
+                             "media1's rtpengine": ng_probe("198.18.0.21")})
+            registered = require_some(f"N={n}: registering the population",
+                                      register_population(names["proxy1"], a.users))
             before = load.wait_contacts(names, a.users)
             lines.append(f"N={n}: {registered} users registered; contacts per proxy {before}")
             took = roll(work, 3)

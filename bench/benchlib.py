@@ -1,4 +1,12 @@
-"""Shared by the lab benchmarks: build a lab from a small host list, run site.yml, time things."""
+"""Shared by the lab benchmarks: build a lab from a small host list, run site.yml, time things,
+and refuse to measure a side that does not answer.
+
+A benchmark that measures a node first calls require_answers() with every side it will measure
+(SIP OPTIONS to each proxy, an ng ping to each relay, an RPC call where it reads Kamailio's
+statistics): one that does not answer ends the run with a non-zero status and a message naming it,
+before anything is measured. A figure that needs a side's clean result (a ratio of two ladders) is
+taken with ratio(), which fails the same way instead of printing a line when a side had none.
+"""
 
 import json
 import os
@@ -14,6 +22,7 @@ SSH_KEY = "/var/cache/itsp-cluster/lab/ssh/id_ed25519"
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from lab import ng, sip  # noqa: E402
 from lab.load import sipp_counts  # noqa: E402,F401 (re-exported for the benches)
 
 # The playbooks name the collection's modules and roles (itsp.cluster.*): a fresh clone needs the
@@ -81,3 +90,104 @@ def pub_sipp(args, timeout):
     cmd = ["ip", "netns", "exec", "itsp-pub", "timeout", "-s", "INT", str(int(timeout)), "sipp", "-nd",
            "-buff_size", "4194304", "-timeout", f"{int(timeout) - 2}s", "-timeout_error", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15, check=False)
+
+
+class BenchFailure(SystemExit):
+    """The run cannot give a true figure: exits with status 1 and the message (labs are still torn
+    down by the benches' finally blocks)."""
+
+    def __init__(self, message):
+        super().__init__(f"bench: FAILED: {message}")
+
+
+# --- Every side answers before it is measured ------------------------------------------------
+
+def sip_probe(address, port=5060, local_port=5069):
+    """A probe: one SIP OPTIONS from the public side; answers when 200 comes back."""
+    def probe():
+        code = sip.options(address, port=port, local_port=local_port).first_response_code()
+        return code == 200, f"OPTIONS to {address}:{port}: {code or 'no answer'}"
+    return probe
+
+
+def ng_probe(address, port=2223, timeout=2.0):
+    """A probe: rtpengine's ng ping on its control address; answers when pong comes back."""
+    def probe():
+        try:
+            result = ng.request((address, port), "ping", timeout=timeout).get("result")
+        except (OSError, ValueError) as exc:
+            result = f"no answer ({exc.__class__.__name__})"
+        return result == "pong", f"ng ping to {address}:{port}: {result}"
+    return probe
+
+
+def rpc_probe(address):
+    """A probe: Kamailio's RPC (kamcmd on the host) answers core.version."""
+    def probe():
+        out = ssh(address, "kamcmd -s unix:/run/kamailio/kamailio_ctl core.version", timeout=20).stdout.strip()
+        return bool(out), f"RPC core.version on {address}: {out.splitlines()[0] if out else 'no answer'}"
+    return probe
+
+
+def answer_problems(results):
+    """[(side, answered, detail)] -> one line per side that did not answer."""
+    return [f"{side} does not answer ({detail})" for side, answered, detail in results if not answered]
+
+
+def require_answers(sides, attempts=3, pause=2.0):
+    """sides: {name: probe}. Each probe is tried up to `attempts` times (a service that has just
+    been restarted gets a few seconds); prints what answered; fails naming every side that did not."""
+    results = []
+    for name, probe in sides.items():
+        for attempt in range(attempts):
+            answered, detail = probe()
+            if answered:
+                break
+            if attempt + 1 < attempts:
+                time.sleep(pause)
+        results.append((name, answered, detail))
+    problems = answer_problems(results)
+    if problems:
+        raise BenchFailure("; ".join(problems) + ". Nothing was measured.")
+    print("answering: " + "; ".join(f"{name} ({detail})" for name, _, detail in results), flush=True)
+
+
+# --- Verdicts on what was measured --------------------------------------------------------------
+
+def clean_step(offered, ok, failed):
+    """A load step is clean when every one of the `offered` transactions succeeded and SIPp
+    reported its failures (failed == -1: it printed no statistics, so nothing is known)."""
+    return failed == 0 and ok == offered
+
+
+def best_clean(rows):
+    """rows [(rate, offered, ok, failed)] -> the highest rate whose step was clean, 0 if none."""
+    return max((rate for rate, offered, ok, failed in rows if clean_step(offered, ok, failed)), default=0)
+
+
+def ratio(numerator, denominator):
+    """numerator, denominator: (side, best clean rate). Their ratio; a side with no clean step is a
+    failure of the run, never a printed line."""
+    missing = [side for side, best in (numerator, denominator) if not best]
+    if missing:
+        raise BenchFailure(f"{' and '.join(missing)} had no clean step: no ratio "
+                           f"{numerator[0]}/{denominator[0]} can be given")
+    return numerator[1] / denominator[1]
+
+
+def require_some(what, ok):
+    """A phase whose figures are per successful transaction: zero successes is a failure."""
+    if ok <= 0:
+        raise BenchFailure(f"{what}: nothing succeeded, so there is nothing to measure per event")
+    return ok
+
+
+def noop_walls(runs):
+    """runs [(wall seconds, changed count)] of a converge that should change nothing -> the walls of
+    the runs that were true no-ops. A run that changed something is not a no-op figure; if none
+    was, the run fails."""
+    clean = [wall for wall, changed in runs if changed == 0]
+    if runs and not clean:
+        raise BenchFailure(f"none of {len(runs)} no-op converges was one (changed: "
+                           f"{', '.join(str(c) for _, c in runs)}): no no-op time can be given")
+    return clean

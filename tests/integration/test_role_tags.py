@@ -36,15 +36,31 @@ def _task_names(role, *files):
     return names
 
 
-@pytest.mark.parametrize("role,phase,files", [
-    ("kamailio", "configure", ["addresses.yml", "preflight.yml", "configure.yml"]),
-    ("kamailio", "install", ["addresses.yml", "preflight.yml", "install.yml", "http_async_client.yml"]),
-    ("kamailio", "run", ["addresses.yml", "preflight.yml", "run.yml"]),
-    ("rtpengine", "configure", ["addresses.yml", "preflight.yml", "configure.yml"]),
-    ("rtpengine", "run", ["addresses.yml", "preflight.yml", "run.yml"]),
+# Files included dynamically (a feature that is off never enters the run) are not listed; their
+# include task is, with the phase's tag, and applies that tag to what it includes.
+@pytest.mark.parametrize("role,phase,files,includes", [
+    ("kamailio", "configure", ["addresses.yml", "preflight.yml", "configure.yml"], []),
+    ("kamailio", "install", ["addresses.yml", "preflight.yml", "install.yml"],
+     ["Get http_async_client (for the REST routing hook)"]),
+    ("kamailio", "run", ["addresses.yml", "preflight.yml", "run.yml"], []),
+    ("rtpengine", "configure", ["addresses.yml", "preflight.yml", "configure.yml"], []),
+    ("rtpengine", "run", ["addresses.yml", "preflight.yml", "run.yml"], []),
 ])
-def test_phase_tag_runs_exactly_that_phase(role, phase, files):
+def test_phase_tag_runs_exactly_that_phase(role, phase, files, includes):
     # The argument_specs check runs in every phase (tagged always).
     listed = {t for t in _listed(f"{role}_{phase}")
               if t[0] == role and not t[1].startswith("Validating arguments against arg spec")}
-    assert listed == _task_names(role, *files)
+    assert listed == _task_names(role, *files) | {(role, name) for name in includes}
+
+
+@pytest.mark.parametrize("role,file,tag", [("kamailio", "http_async_client.yml", "kamailio_install"),
+                                           ("kamailio", "tls.yml", "kamailio_configure")])
+def test_dynamic_includes_apply_their_phase_tag(role, file, tag):
+    found = []
+    for name in os.listdir(os.path.join(ROOT, "roles", role, "tasks")):
+        with open(os.path.join(ROOT, "roles", role, "tasks", name)) as fh:
+            for task in yaml.safe_load(fh) or []:
+                include = task.get("ansible.builtin.include_tasks")
+                if isinstance(include, dict) and include.get("file") == file:
+                    found.append(include.get("apply", {}).get("tags"))
+    assert found == [[tag]], found
