@@ -27,12 +27,25 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
-from bench_cluster import contacts, deploy_minimal, kamcmd, ladder
-from benchlib import LABCTL, cpu_seconds, pub_sipp, sipp_counts, site, ssh, write_lab
+from bench_cluster import deploy_minimal, kamcmd, ladder, replication_gap
+from benchlib import (
+    LABCTL,
+    BenchFailure,
+    cpu_seconds,
+    pub_sipp,
+    ratio,
+    require_answers,
+    require_some,
+    rpc_probe,
+    sip_probe,
+    sipp_counts,
+    site,
+    ssh,
+    write_lab,
+)
 
 from lab import sip
 
@@ -76,18 +89,14 @@ def statistics(n):
     return stats
 
 
-def answers(address):
-    res = sip.options(address, local_port=5069)
-    return res.ok and res.first_response_code() == 200
-
-
-def must_answer(name, address):
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if answers(address):
-            return
-        time.sleep(0.5)
-    sys.exit(f"bench: {name} ({address}) does not answer OPTIONS: nothing is measured against a dead node")
+def require_nodes(names):
+    """Every node named answers SIP on its public address and Kamailio's RPC, or the run fails."""
+    sides = {}
+    for name in names:
+        n = MINIMAL if name == "plain1" else PROXIES[name]
+        sides[f"{name} SIP"] = sip_probe(f"203.0.113.{n}")
+        sides[f"{name} RPC"] = rpc_probe(f"198.18.0.{n}")
+    require_answers(sides, attempts=10, pause=1.0)
 
 
 def dmq_nodes(n):
@@ -106,15 +115,14 @@ def set_peers(count):
         ssh(f"198.18.0.{PROXIES[name]}", "systemctl stop kamailio")
     for name in peers[:count] + ["proxy1"]:
         ssh(f"198.18.0.{PROXIES[name]}", "systemctl restart kamailio")
-    for name in peers[:count] + ["proxy1"]:
-        must_answer(name, f"203.0.113.{PROXIES[name]}")
+    require_nodes(peers[:count] + ["proxy1"])
     want = {f"198.18.0.{PROXIES[name]}" for name in peers[:count]}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if count == 0 or dmq_nodes(11) == want:
             return [PROXIES[name] for name in peers[:count]]
         time.sleep(1)
-    sys.exit(f"bench: proxy1's DMQ nodes are {sorted(dmq_nodes(11))}, not the {count} running peers {sorted(want)}")
+    raise BenchFailure(f"proxy1's DMQ nodes are {sorted(dmq_nodes(11))}, not the {count} running peers {sorted(want)}")
 
 
 def users_file(work, step, count, auth):
@@ -138,11 +146,12 @@ def measure(n, peers, scenario, rate, seconds, users):
                     "-p", "5070", "-r", str(rate), "-m", str(calls), "-l", str(rate * 2), "-inf", users,
                     "-recv_timeout", "4000"], seconds + 25)
     ok, failed = sipp_counts(res.stdout)
-    time.sleep(2)  # replication in flight lands
     cpu = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") - cpu0[m] for m in cpu0}
     after = statistics(n)
-    held = contacts(n)
-    missing = {m: held - contacts(m) for m in peers}
+    missing = {}
+    for m in peers:  # every registration answered 200 on every peer, once replication in flight lands
+        held, replicated, _ = replication_gap(n, m)
+        missing[m] = held - replicated
     deltas = {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
     return ok, failed, cpu, deltas, missing
 
@@ -180,11 +189,10 @@ def main():
             took, _ = site(inventory)
             print(f"lab: 4 proxies converged in {took:.0f} s; plain1 gets the minimal registrar", flush=True)
             deploy_minimal()
-            must_answer("plain1 (minimal registrar)", f"203.0.113.{MINIMAL}")
+            require_nodes(["plain1"])
             ok, failed, cpu, deltas, _ = measure(MINIMAL, [], "register_many.xml", a.rate, a.seconds,
                                                  users_file(work, "m", per_step, False))
-            if ok == 0:
-                sys.exit("bench: the minimal registrar accepted no REGISTER")
+            require_some("the minimal registrar's REGISTERs", ok)
             rows.append(("minimal registrar", 0, ok, failed, cpu[MINIMAL], deltas, {}))
             applied = None
             for index, (label, config, peers, scenario) in enumerate(STEPS):
@@ -198,8 +206,7 @@ def main():
                 peer_nodes = set_peers(peers)
                 users = users_file(work, index, per_step, scenario == "register_auth_many.xml")
                 ok, failed, cpu, deltas, missing = measure(11, peer_nodes, scenario, a.rate, a.seconds, users)
-                if ok == 0:
-                    sys.exit(f"bench: proxy1 accepted no REGISTER in step {label!r}")
+                require_some(f"proxy1's REGISTERs in step {label!r}", ok)
                 rows.append((label, peers, ok, failed, cpu[11], deltas,
                              {m: (cpu[m], missing[m]) for m in peer_nodes}))
                 print(f"  {label}: {ok} ok {failed} failed", flush=True)
@@ -229,10 +236,9 @@ def main():
     for name, (best, steps) in ladders.items():
         print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
             f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
-    minimal, proxy = ladders.get("minimal registrar", (0, []))[0], ladders.get("proxy, DMQ to 2 peers", (0, []))[0]
-    if not minimal or not proxy:
-        sys.exit("bench: a ladder had no clean step: no ratio")
-    print(f"ratio proxy with 2 peers / minimal registrar: {proxy / minimal:.2f} (goal 0.6)")
+    value = ratio(("the proxy with 2 peers", ladders["proxy, DMQ to 2 peers"][0]),
+                  ("the minimal registrar", ladders["minimal registrar"][0]))
+    print(f"ratio proxy with 2 peers / minimal registrar: {value:.2f} (goal 0.6)")
 
 
 if __name__ == "__main__":
