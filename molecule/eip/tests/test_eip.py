@@ -17,13 +17,14 @@ import pytest
 from testlib import PROJECT, ansible_host, converge, sip
 
 from lab.failover import CallLoad, Prober, outage, vrrp_state, wait_for
-from lab.load import lab, lab_exec
+from lab.load import contacts, lab, lab_exec, wait_contacts
 from lab.standins.cloud import MotoServer
 
 EIP = "203.0.113.31"
 PORT = 5099  # not 5062: Kamailio's DMQ listens there
 HOSTS = {"eipa": "198.18.0.31", "eipb": "198.18.0.32"}
 RESPONDER = os.path.join(PROJECT, "lab", "sip_responder.py")
+USERS = 50
 MOTO = MotoServer("/run/itsp-lab", host="198.18.0.1", port=5000)  # the lab's, already running
 
 
@@ -88,6 +89,10 @@ def test_the_keepalived_master_holds_the_address_and_kamailio_answers_on_it():
 def test_power_off_the_holder_moves_the_address_through_keepalived_under_load():
     (active,) = masters()
     (survivor,) = [n for n in HOSTS if n != active]
+    # Registered users through the Elastic IP: the survivor must hold every one after the move.
+    assert sip.register_many(EIP, [f"eip{i:03d}" for i in range(USERS)]).ok
+    before = wait_contacts(list(HOSTS), USERS)
+    assert all(v >= USERS for v in before.values()), before
     prober = Prober(EIP, seconds=40)
     load = CallLoad(EIP, seconds=20)
     time.sleep(6)
@@ -104,7 +109,8 @@ def test_power_off_the_holder_moves_the_address_through_keepalived_under_load():
           f"{t_moved - t_fault:.2f} s after the fault (polled every 0.5 s); failure -> first SIP answer via "
           f"the EIP {to_first} s; outage (last answer before, first after) "
           f"{gap if gap is None else round(gap, 2)} s; calls placed {result['placed']}, ok {result['ok']}, "
-          f"failed {result['failed']}; OPTIONS answered {len(answers)}")
+          f"failed {result['failed']}; OPTIONS answered {len(answers)}; registrations on {survivor}: "
+          f"{contacts(survivor)} (before: {before})")
     assert moved, f"the Elastic IP stayed on {holder()}"
     assert vrrp_state(survivor) == "MASTER"
     assert "MASTER action (exit 0): /usr/local/sbin/itsp-eip-move" in notify_log(survivor)
@@ -113,12 +119,15 @@ def test_power_off_the_holder_moves_the_address_through_keepalived_under_load():
     # Calls set up after the failover succeed through the new holder (the callee's registration
     # came over DMQ); the calls whose INVITE the dead box held fail and are counted above.
     assert result["ok"] > result["placed"] * 0.5, result["tail"]
+    assert contacts(survivor) >= USERS
 
 
 def test_the_old_holder_comes_back_as_backup_and_the_address_stays():
     down = [n for n in HOSTS if n != holder()][0]
     assert lab("power-on", down, timeout=120).returncode == 0
     assert wait_for(lambda: vrrp_state(down) == "BACKUP", 60), vrrp_state(down)
+    # It pulls the registrations back over DMQ.
+    assert wait_for(lambda: contacts(down) >= USERS, 30), contacts(down)
     time.sleep(4)  # several adverts: nopreempt keeps the MASTER, so no move either
     assert holder() != down and masters() == [holder()]
 
