@@ -84,14 +84,17 @@ def run_module(name, module, args=""):
 
 
 def dump_logs_on_failure(item, report, units):
-    """On a failed check, print each host's service journal so the failure explains itself."""
+    """On a failed check, print each host's service journal so the failure explains itself.
+    Through the lab (nsenter), not SSH: a host a test powered off then answers nothing at once,
+    where SSH would wait on its dead multiplexed connection."""
+    from lab.load import lab_exec
+
     if report.when != "call" or not report.failed:
         return
     for name in platforms():
-        host = ansible_host(name)
         for unit in units:
-            out = host.run(f"journalctl -u {unit} -n 40 --no-pager")
-            report.sections.append((f"journal {unit} on {name}", out.stdout))
+            report.sections.append((f"journal {unit} on {name}",
+                                    lab_exec(name, "journalctl", "-u", unit, "-n", "40", "--no-pager")))
 
 
 @pytest.fixture(scope="session")
