@@ -37,7 +37,8 @@ def pub(name):
 def migrate(phase, extra=None, check=False, timeout=600):
     """playbooks/migrate.yml with Molecule's inventory and the target's (cloud.yml); (rc, stdout)."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
            "-i", os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "cloud.yml"),
            os.path.join(PROJECT, "playbooks", "migrate.yml"),
