@@ -32,7 +32,8 @@ RELAY = {"media5": 55}
 PHASES = ["preflight", "build", "join", "shift", "drain", "retire"]
 LAB_KEY = "/var/cache/itsp-cluster/lab/ssh/id_ed25519"
 TEST_VARS = {"kamailio_auth_enabled": False, "kamailio_pike_enabled": False, "kamailio_rate_limit_requests": 0,
-             "kamailio_registrar_max_expires": 3600, "rtpengine_port_min": 30000, "rtpengine_port_max": 30999}
+             "kamailio_registrar_max_expires": 3600, "rtpengine_port_min": 30000, "rtpengine_port_max": 30999,
+             "rtpengine_max_calls": 200}
 
 
 def pub(n):
