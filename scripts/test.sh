@@ -28,7 +28,7 @@ step "ansible-lint" ansible-lint
 step "changelog fragments" antsibull-changelog lint
 step "ansible-test sanity" scripts/sanity.sh
 step "unit and integration tests" python -m pytest -q -p no:cacheprovider --junitxml="$results/pytest.xml" tests
-for scenario in ${ITSP_SCENARIOS:-default media cluster security rolling eip bigbox}; do
+for scenario in ${ITSP_SCENARIOS:-default media cluster security rolling eip bigbox migrate}; do
   step "molecule $scenario" molecule test -s "$scenario"
 done
 

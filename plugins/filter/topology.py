@@ -251,7 +251,9 @@ def proxy_topology(hostvars, groups, me, cluster_group="kamailio", relay_group="
     cluster = [m["address"] for m in members]
     expanded = dispatcher_sets(sets, hostvars, groups)
     peers = [m for m in members if m["name"] != me]
-    if cluster_set is not None and peers:
+    # A DMQ-enabled proxy alone (a big box about to be migrated) keeps its cluster set, empty:
+    # peers that join later are a dispatcher.reload away, not a restart (WITH_DISPATCHER stays).
+    if cluster_set is not None:
         if int(cluster_set) in [e["id"] for e in expanded]:
             raise AnsibleFilterError(
                 f"kamailio_dispatcher_sets: set {cluster_set} is the cluster's own set; use another id")

@@ -134,6 +134,14 @@ def test_cluster_set_lists_the_other_members_at_their_sip_port():
         proxy_topology(HOSTVARS, GROUPS, "proxy1", sets=[{"id": 900}], cluster_set=900)
 
 
+def test_cluster_set_of_a_proxy_alone_is_kept_empty():
+    # A big box with DMQ on and no peers yet: the set exists (empty), so joining peers is a reload.
+    topo = proxy_topology(HOSTVARS, {"kamailio": ["proxy1"]}, "proxy1", cluster_set=900)
+    assert topo["dispatcher_sets"] == [{"id": 900, "algorithm": 4, "destinations": []}]
+    assert topo["dmq_peers"] == []
+    assert proxy_topology(HOSTVARS, {"kamailio": ["proxy1"]}, "proxy1")["dispatcher_sets"] == []
+
+
 def test_dispatcher_states_finds_every_set_holding_the_uri():
     from ansible_collections.itsp.cluster.plugins.filter.topology import dispatcher_states
 

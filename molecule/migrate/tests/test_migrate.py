@@ -1,0 +1,232 @@
+"""The big box moved to cloud instances with live traffic: every phase of playbooks/migrate.yml
+runs under bounded SIPp load (calls with RTP) with a population registered on the big box before
+the migration. After each phase: 0 failed calls, the contact counts of every proxy, the sampled
+users found on the nodes that serve them. Also: bad input and out-of-order phases stop before
+anything changes, check mode changes nothing, rollback from shift, and the negative control
+(retire without drain cuts calls). The tests run in file order and share the lab."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from testlib import PROJECT, platforms, sip
+
+from lab import load
+from lab.load import contacts, lab_exec, service_state
+
+P = platforms()
+BOX = "box1"
+CLOUD = ["cloud1", "cloud2", "cloud3"]
+PROXIES = [BOX] + CLOUD
+USERS = 60
+SAMPLE = [f"mig{i:04d}" for i in range(0, USERS, 6)]
+STATE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "migration-state.json")
+TIMINGS = {}
+# The scenario's fleet is 3 proxies + 1 relay; size for a workload that needs no more (no redundancy).
+SIZING = {"migrate_sizing_redundancy": 0,
+          "migrate_workload": {"concurrent_calls": 50, "calls_per_second": 2, "registered_endpoints": 500}}
+
+
+def pub(name):
+    return P[name]["public_ipv4"]
+
+
+def migrate(phase, extra=None, check=False, timeout=600):
+    """playbooks/migrate.yml with Molecule's inventory and the target's (cloud.yml); (rc, stdout)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           "-i", os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "inventory", "cloud.yml"),
+           os.path.join(PROJECT, "playbooks", "migrate.yml"),
+           "-e", json.dumps(dict(SIZING, migrate_phase=phase, migrate_state_file=STATE, **(extra or {})))]
+    if check:
+        cmd.append("--check")
+    started = time.monotonic()
+    res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    took = time.monotonic() - started
+    report = re.findall(r'"(MIGRATION [^"]*|new calls: [^"]*|next: [^"]*|node  [^"]*|(?:box|cloud|media)\d  [^"]*)"',
+                        res.stdout)
+    print(f"--- migrate {phase}{' --check' if check else ''}: rc {res.returncode} in {took:.1f} s")
+    print("\n".join(report[-12:]))
+    if not check and res.returncode == 0:
+        TIMINGS[phase] = round(took, 1)
+    return res.returncode, res.stdout + res.stderr
+
+
+def migrate_killed_after(phase, seconds):
+    """Start the phase and kill ansible-playbook (SIGKILL) after `seconds`; the last task it named."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           "-i", os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "inventory", "cloud.yml"),
+           os.path.join(PROJECT, "playbooks", "migrate.yml"),
+           "-e", json.dumps(dict(SIZING, migrate_phase=phase, migrate_state_file=STATE))]
+    with subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the playbook and its workers, as a crash would
+            out, _ = proc.communicate(timeout=30)
+    tasks = re.findall(r"^TASK \[([^\]]*)\]", out, re.M)
+    assert proc.returncode != 0, "the phase ended before it was killed: kill it earlier"
+    return tasks[-1] if tasks else ""
+
+
+def failure(out):
+    msgs = re.findall(r'"msg": "([^"]*)"', out)
+    return [m for m in msgs if m != "All assertions passed"][-3:] or [out[-2000:]]
+
+
+def completed():
+    with open(STATE) as fh:
+        return json.load(fh)["completed"]
+
+
+def found(name, users):
+    return sum("Contact" in lab_exec(name, *load.KAMCTL, "ul.lookup", "location", u)
+               or "Address" in lab_exec(name, *load.KAMCTL, "ul.lookup", "location", u) for u in users)
+
+
+def Load(proxies, registrar=BOX, seconds=300, rate=1, hold=4, tag=0):  # noqa: N802 (stands for the class)
+    return load.Load({n: pub(n) for n in proxies}, pub(registrar), seconds, rate=rate, hold=hold, tag=tag)
+
+
+def under_load(phase, proxies, registrar=BOX, extra=None, tag=0):
+    """The phase while calls go through `proxies`; asserts it passed; returns the load results."""
+    traffic = Load(proxies, registrar=registrar, tag=tag)
+    time.sleep(3)
+    rc, out = migrate(phase, extra)
+    time.sleep(2)
+    traffic.stop()
+    results = traffic.finish()
+    counts = {n: contacts(n) for n in PROXIES}
+    print(f"{phase}: calls {({n: (r['ok'], r['failed']) for n, r in results.items()})} (ok, failed); "
+          f"contacts {counts}")
+    assert rc == 0, failure(out)
+    assert all(r["failed"] == 0 and r["ok"] > 0 for r in results.values()), results
+    return results, counts
+
+
+@pytest.fixture(scope="module")
+def population():
+    if os.path.exists(STATE):
+        os.unlink(STATE)
+    res = sip.register_many(pub(BOX), [f"mig{i:04d}" for i in range(USERS)])
+    assert res.ok, res.stdout[-800:]
+    seen = load.wait_contacts([BOX], USERS)
+    assert seen[BOX] >= USERS, seen
+    return seen
+
+
+def test_bad_input_and_order_stop_before_anything_changes(population):
+    rc, out = migrate("shift")
+    assert rc != 0 and "migrate_phase=shift is out of order" in out, failure(out)
+    rc, out = migrate("preflight", {"migrate_target_group": "nowhere"})
+    assert rc != 0 and "migrate_target_group: nowhere resolves no hosts" in out, failure(out)
+    rc, out = migrate("preflight", {"migrate_workload": {"concurrent_calls": 20000, "calls_per_second": 200,
+                                                         "registered_endpoints": 200000}})
+    assert rc != 0 and "Launch more instances first" in out, failure(out)
+    assert not os.path.exists(STATE)
+    assert service_state("cloud1", "kamailio")[1] != "active"  # nothing was built
+
+
+def test_preflight_build_join_under_load(population):
+    under_load("preflight", [BOX])
+    assert completed() == "preflight"
+    rc, out = migrate("join")
+    assert rc != 0 and "out of order" in out, failure(out)
+    under_load("build", [BOX])
+    assert all(service_state(n, "kamailio")[1] == "active" for n in CLOUD)
+    # join killed half-way (SIGKILL of ansible-playbook while the cloud proxies are configured),
+    # then run again: it finishes, records one join, and nothing is lost.
+    traffic = Load([BOX], tag=0)
+    time.sleep(3)
+    killed = migrate_killed_after("join", 20)
+    rc, out = migrate("join")
+    time.sleep(2)
+    traffic.stop()
+    results = traffic.finish()
+    counts = {n: contacts(n) for n in PROXIES}
+    print(f"join killed after 20 s (it had printed: {killed!r}), then re-run: calls "
+          f"{({n: (r['ok'], r['failed']) for n, r in results.items()})} (ok, failed); contacts {counts}")
+    assert rc == 0, failure(out)
+    assert all(r["failed"] == 0 and r["ok"] > 0 for r in results.values()), results
+    with open(STATE) as fh:
+        assert [h["phase"] for h in json.load(fh)["history"]] == ["preflight", "build", "join"]
+    # Every registration of the big box is on every cloud proxy (the callee of the load too).
+    assert all(counts[n] >= counts[BOX] >= USERS for n in CLOUD), counts
+    seen = {n: found(n, SAMPLE) for n in CLOUD}
+    print(f"sampled pre-migration users found after join: {seen} of {len(SAMPLE)}")
+    assert all(v == len(SAMPLE) for v in seen.values()), seen
+
+
+def test_shift_check_mode_changes_nothing(population):
+    rc, out = migrate("shift", check=True)
+    assert rc == 0, failure(out)
+    assert "CHECK MODE" in out
+    assert sip.options(pub(BOX)).ok  # still takes calls (200, not 503 Draining)
+    assert completed() == "join"
+
+
+def test_shift_then_rollback_under_load(population):
+    under_load("shift", [BOX])
+    health = sip.request(pub(BOX), pub(BOX), method="OPTIONS")
+    assert health["final"] == 503, health
+    under_load("rollback", [BOX], tag=1)
+    assert sip.options(pub(BOX)).ok
+    assert completed() == "join"
+
+
+def test_negative_control_retire_without_drain_cuts_calls(population):
+    traffic = Load([BOX], hold=6, tag=2)
+    time.sleep(5)
+    rc, out = migrate("retire", {"migrate_skip_order_check": True})
+    time.sleep(3)
+    traffic.stop()
+    results = traffic.finish()
+    print(f"negative control (retire without drain, order check off): rc {rc}, calls {results[BOX]['ok']} ok, "
+          f"{results[BOX]['failed']} failed")
+    assert rc == 0, failure(out)
+    assert results[BOX]["failed"] > 0, results
+    # Put the big box back: join starts its services; it pulls the registrations back from the cloud.
+    rc, out = migrate("join")
+    assert rc == 0, failure(out)
+    seen = load.wait_contacts([BOX], USERS, timeout=30)
+    print(f"after re-join the big box holds {seen} contacts again")
+    assert seen[BOX] >= USERS and found(BOX, SAMPLE) == len(SAMPLE), seen
+
+
+def test_shift_drain_retire_under_load(population):
+    # Calls of the big box's own, held past the shift: drain waits for them.
+    own = Load([BOX], seconds=3, hold=20, tag=3)
+    time.sleep(1)
+    under_load("shift", [BOX])
+    started = time.monotonic()
+    under_load("drain", [BOX, "cloud1"], tag=1)
+    drain_took = time.monotonic() - started
+    own_results = own.finish()
+    print(f"drain {drain_took:.1f} s; the big box's own calls held 20 s: {own_results[BOX]['ok']} ok, "
+          f"{own_results[BOX]['failed']} failed")
+    assert own_results[BOX]["failed"] == 0 and own_results[BOX]["ok"] > 0, own_results
+    # Rollback from drain: the big box takes new calls again; then shift and drain once more.
+    under_load("rollback", [BOX], tag=1)
+    assert sip.options(pub(BOX)).ok and completed() == "join"
+    under_load("shift", [BOX])
+    under_load("drain", [BOX], tag=1)
+    # The entry points now lead to the cloud proxies (DNS / carriers switched): retire the big box.
+    _, counts = under_load("retire", CLOUD, registrar="cloud1", tag=4)
+    assert service_state(BOX, "kamailio")[1] != "active"
+    assert ":5060" not in lab_exec(BOX, "ss", "-lnu")
+    seen = {n: found(n, SAMPLE) for n in CLOUD}
+    print(f"after retire: sampled pre-migration users found {seen} of {len(SAMPLE)}; contacts {counts}")
+    assert all(v == len(SAMPLE) for v in seen.values()), seen
+    assert completed() == "retire"
+    rc, out = migrate("rollback")
+    assert rc != 0 and "out of order" in out, failure(out)
+    print(f"phase timings (s, the last run of each): {TIMINGS}")
