@@ -74,6 +74,11 @@ def test_a_node_with_both_roles_is_in_both_groups_and_reached_privately(cloud):
     assert hostvars["ansible_host"] == "198.18.0.11"
     zone_group = {"gcp": "gcp_zone_europe_west1_b", "azure": "azure_location_westeurope"}[cloud]
     assert zone_group in groups, groups
+    # The fleet's login applies to this inventory's hosts only (not to a big box combined with it).
+    fleet = {"gcp": "gcp_compute", "azure": "azure_rm"}[cloud]
+    assert fleet in groups, groups
+    assert os.path.exists(os.path.join(ROOT, "inventories", cloud, "group_vars", f"{fleet}.yml"))
+    assert not os.path.exists(os.path.join(ROOT, "inventories", cloud, "group_vars", "all.yml"))
 
 
 @pytest.mark.parametrize("cloud", sorted(CLOUDS))
