@@ -46,6 +46,17 @@ def node_address(node_vars):
     return address or node_vars.get("ansible_host") or ""
 
 
+def entry_address(node_vars):
+    """The public address clients reach this proxy on: its floating address's public side when it
+    has one (an active-passive pair: the VIP, whichever box holds it), else its own public address
+    (``itsp_cloud.public_ipv4``), else nothing."""
+    floating = node_vars.get("kamailio_floating_advertise_address") or ""
+    if floating:
+        return floating
+    cloud = node_vars.get("itsp_cloud") or {}
+    return (cloud.get("public_ipv4") if hasattr(cloud, "get") else None) or ""
+
+
 def _members(hostvars, groups, group):
     return [(name, _vars(hostvars, name)) for name in (groups.get(group) or [])]
 
@@ -374,6 +385,7 @@ class FilterModule:
     def filters(self):
         return {
             "node_address": node_address,
+            "entry_address": entry_address,
             "in_service": in_service,
             "cluster_members": cluster_members,
             "media_relays": media_relays,

@@ -12,11 +12,13 @@ import signal
 import subprocess
 import time
 
+import boto3
 import pytest
 from testlib import PROJECT, platforms, sip
 
 from lab import load
 from lab.load import contacts, lab_exec, service_state
+from lab.standins.cloud import FAKE_CREDENTIALS
 
 P = platforms()
 BOX = "box1"
@@ -26,6 +28,7 @@ USERS = 60
 SAMPLE = [f"mig{i:04d}" for i in range(0, USERS, 6)]
 STATE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "migration-state.json")
 TIMINGS = {}
+LAB_AWS = "http://198.18.0.1:5000"  # the lab's AWS APIs (moto): EC2, and Route 53 for the entry's name
 # The scenario's fleet is 3 proxies + 1 relay; size for a workload that needs no more (no redundancy).
 SIZING = {"migrate_sizing_redundancy": 0,
           "migrate_workload": {"concurrent_calls": 50, "calls_per_second": 2, "registered_endpoints": 500}}
@@ -174,12 +177,39 @@ def test_shift_check_mode_changes_nothing(population):
     assert completed() == "join"
 
 
-def test_shift_then_rollback_under_load(population):
-    under_load("shift", [BOX])
+@pytest.fixture
+def route53():
+    """The SIP entry's name in the lab's Route 53 (moto, on the lab's bridge): sip.example.net, on
+    the big box; and the settings that let shift and rollback switch it."""
+    client = boto3.client("route53", endpoint_url=LAB_AWS, region_name="us-east-1", **FAKE_CREDENTIALS)
+    zone = client.create_hosted_zone(Name="example.net.", CallerReference=f"migrate-{time.time()}")["HostedZone"]["Id"]
+    client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
+        "ResourceRecordSet": {"Name": "sip.example.net.", "Type": "A", "TTL": 60,
+                              "ResourceRecords": [{"Value": pub(BOX)}]}}]})
+
+    def entry():
+        for rrset in client.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]:
+            if rrset["Name"] == "sip.example.net." and rrset["Type"] == "A":
+                return sorted(r["Value"] for r in rrset["ResourceRecords"])
+        return []
+
+    settings = {"migrate_dns_records": [{"zone": "example.net", "record": "sip.example.net"}],
+                "dns_records_endpoint_url": LAB_AWS, "dns_records_access_key": FAKE_CREDENTIALS["aws_access_key_id"],
+                "dns_records_secret_key": FAKE_CREDENTIALS["aws_secret_access_key"], "dns_records_wait": False}
+    return settings, entry  # the zone goes with the lab's moto
+
+
+def test_shift_then_rollback_under_load(population, route53):
+    settings, entry = route53
+    under_load("shift", [BOX], extra=settings)
     health = sip.request(pub(BOX), pub(BOX), method="OPTIONS")
     assert health["final"] == 503, health
-    under_load("rollback", [BOX], tag=1)
+    print(f"after shift sip.example.net A {entry()}")
+    assert entry() == sorted(pub(n) for n in CLOUD)
+    under_load("rollback", [BOX], extra=settings, tag=1)
     assert sip.options(pub(BOX)).ok
+    print(f"after rollback sip.example.net A {entry()}")
+    assert entry() == [pub(BOX)]
     assert completed() == "join"
 
 

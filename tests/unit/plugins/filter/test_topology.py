@@ -5,6 +5,7 @@ from ansible_collections.itsp.cluster.plugins.filter.topology import (
     address_table,
     cluster_members,
     dispatcher_sets,
+    entry_address,
     firewall_openings,
     media_relays,
     node_address,
@@ -25,6 +26,15 @@ HOSTVARS = {
 }
 GROUPS = {"kamailio": ["proxy1", "proxy2", "proxy3"], "rtpengine": ["proxy1", "media1", "media2"],
           "gateways": ["sbc1", "proxy2"]}
+
+
+def test_entry_address_is_the_floating_public_address_else_the_nodes_own():
+    box = {"kamailio_floating_advertise_address": "203.0.113.30",
+           "itsp_cloud": {"private_ipv4": "198.18.0.31", "public_ipv4": "203.0.113.31"}}
+    assert entry_address(box) == "203.0.113.30"
+    assert entry_address(dict(box, kamailio_floating_advertise_address="")) == "203.0.113.31"
+    assert entry_address({"itsp_cloud": {"private_ipv4": "198.18.0.41", "public_ipv4": None}}) == ""
+    assert entry_address({}) == ""
 
 
 def test_node_address_prefers_the_facts_then_ansible_host():
