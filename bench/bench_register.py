@@ -196,22 +196,33 @@ def main():
                                                  users_file(work, "m", per_step, False))
             require_some("the minimal registrar's REGISTERs", ok)
             rows.append(("minimal registrar", 0, ok, failed, cpu[MINIMAL], deltas, {}))
+            print(f"  minimal registrar: {ok} ok {failed} failed; CPU {1e6 * cpu[MINIMAL] / ok:.0f} us per REGISTER",
+                  flush=True)
             applied = None
             for index, (label, config, peers, scenario) in enumerate(STEPS):
-                if config != applied:
+                if (config, peers) != applied:
+                    # The peers beyond the step's count are retired in the inventory: no proxy lists them
+                    # as a DMQ peer (a stopped peer stays in a DMQ node list that was told of it).
+                    for rank, name in enumerate(list(PROXIES)[1:]):
+                        hosts[name]["groups"] = ["kamailio"] + (["retired"] if rank >= peers else [])
+                    write_lab(work, hosts)
                     extra = os.path.join(work, f"vars-{index}.json")  # a file: the subscribers exceed an argument
                     with open(extra, "w") as fh:
                         json.dump(dict(common, **config), fh)
                     took, _ = site(inventory, "-e", f"@{extra}")
                     print(f"converged for {label!r} in {took:.0f} s", flush=True)
-                    applied = config
+                    applied = (config, peers)
                 peer_nodes = set_peers(peers)
                 users = users_file(work, index, per_step, scenario == "register_auth_many.xml")
                 ok, failed, cpu, deltas, missing = measure(11, peer_nodes, scenario, a.rate, a.seconds, users)
                 require_some(f"proxy1's REGISTERs in step {label!r}", ok)
                 rows.append((label, peers, ok, failed, cpu[11], deltas,
                              {m: (cpu[m], missing[m]) for m in peer_nodes}))
-                print(f"  {label}: {ok} ok {failed} failed", flush=True)
+                print(f"  {label}: {ok} ok {failed} failed; proxy1 CPU {1e6 * cpu[11] / ok:.0f} us per REGISTER, "
+                      f"peers {[round(1e6 * cpu[m] / ok) for m in peer_nodes]} us, requests received "
+                      f"{deltas['core:rcv_requests'] / ok:.2f}, "
+                      f"DMQ transactions {deltas['tm:UAC_transactions'] / ok:.2f}, "
+                      f"missing on peers {list(missing.values())}", flush=True)
                 if label == "+ DMQ, 2 peers":
                     ladders["proxy, DMQ to 2 peers"] = ladder(11, register, a.ladder, a.ladder_seconds,
                                                               users_file(work, "l", ladder_users, False))
