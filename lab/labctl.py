@@ -769,12 +769,19 @@ def wait_ssh(h, timeout=30.0):
 
 def processes_rooted_in(root):
     """PIDs whose root directory is this host's container root: its processes, found without the
-    nspawn that started them (an nspawn killed alone leaves its container running, unseen)."""
+    nspawn that started them (an nspawn killed alone leaves its container running, unseen). The
+    root is compared as a file (device and inode): a container has its own mount namespace, where
+    its root's path reads "/"."""
+    try:
+        want = os.stat(root)
+    except OSError:
+        return []
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/root") == root:
+                found = os.stat(f"/proc/{entry}/root")
+                if (found.st_dev, found.st_ino) == (want.st_dev, want.st_ino):
                     pids.append(int(entry))
     return pids
 

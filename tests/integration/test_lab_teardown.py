@@ -5,6 +5,7 @@ finds nothing of anything it did not make."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from lab import labctl
 
+CLONE_NEWNS = 0x00020000
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root (the lab runs as root)")
 
 
@@ -25,15 +27,18 @@ def orphan(tmp_path, monkeypatch):
     _, _, _, root = labctl.host_paths("ghost")
     os.makedirs(root)
     pid = os.fork()
-    if pid == 0:  # the child: into the "container", then wait to be found
+    if pid == 0:  # the child: into the "container" (its own mount namespace, as nspawn's), then wait
         try:
+            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNS) != 0:
+                os._exit(3)
             os.chroot(root)
             time.sleep(30)
         finally:
             os._exit(0)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and os.readlink(f"/proc/{pid}/root") != root:
+    while time.monotonic() < deadline and os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
         time.sleep(0.01)
+    time.sleep(0.2)  # the chroot follows the unshare
     yield root, pid
     with contextlib.suppress(ProcessLookupError, ChildProcessError):  # a test reaped it already
         os.kill(pid, signal.SIGKILL)
