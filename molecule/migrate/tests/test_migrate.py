@@ -100,17 +100,19 @@ def Load(proxies, registrar=BOX, seconds=300, rate=1, hold=4, tag=0):  # noqa: N
     return load.Load({n: pub(n) for n in proxies}, pub(registrar), seconds, rate=rate, hold=hold, tag=tag)
 
 
-def under_load(phase, proxies, registrar=BOX, extra=None, tag=0):
-    """The phase while calls go through `proxies`; asserts it passed; returns the load results."""
+def under_load(phase, proxies, registrar=BOX, extra=None, tag=0, before=None):
+    """The phase while calls go through `proxies` (after `before()`, whose result is printed, when
+    given); asserts it passed; returns the load results and the contacts of every proxy."""
     traffic = Load(proxies, registrar=registrar, tag=tag)
     time.sleep(3)
+    prelude = before() if before else None
     rc, out = migrate(phase, extra)
     time.sleep(2)
     traffic.stop()
     results = traffic.finish()
     counts = {n: contacts(n) for n in PROXIES}
-    print(f"{phase}: calls {({n: (r['ok'], r['failed']) for n, r in results.items()})} (ok, failed); "
-          f"contacts {counts}")
+    print(f"{phase}{f' after {prelude}' if before else ''}: calls "
+          f"{({n: (r['ok'], r['failed']) for n, r in results.items()})} (ok, failed); contacts {counts}")
     assert rc == 0, failure(out)
     assert all(r["failed"] == 0 and r["ok"] > 0 for r in results.values()), results
     return results, counts
@@ -148,18 +150,8 @@ def test_preflight_build_join_under_load(population):
     assert all(service_state(n, "kamailio")[1] == "active" for n in CLOUD)
     # join killed half-way (SIGKILL of ansible-playbook while the cloud proxies are configured),
     # then run again: it finishes, records one join, and nothing is lost.
-    traffic = Load([BOX], tag=0)
-    time.sleep(3)
-    killed = migrate_killed_after("join", 20)
-    rc, out = migrate("join")
-    time.sleep(2)
-    traffic.stop()
-    results = traffic.finish()
-    counts = {n: contacts(n) for n in PROXIES}
-    print(f"join killed after 20 s (it had printed: {killed!r}), then re-run: calls "
-          f"{({n: (r['ok'], r['failed']) for n, r in results.items()})} (ok, failed); contacts {counts}")
-    assert rc == 0, failure(out)
-    assert all(r["failed"] == 0 and r["ok"] > 0 for r in results.values()), results
+    _, counts = under_load("join", [BOX], before=lambda: "a join killed after 20 s (it had printed: "
+                                                    f"{migrate_killed_after('join', 20)!r})")
     with open(STATE) as fh:
         assert [h["phase"] for h in json.load(fh)["history"]] == ["preflight", "build", "join"]
     # Every registration of the big box is on every cloud proxy (the callee of the load too).
