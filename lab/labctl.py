@@ -208,9 +208,21 @@ def normalise_spec(spec, origin="spec"):
             "azure_public_via": h.get("azure_public_via"),
             "fault": h.get("fault"),
             "groups": sorted(str(g) for g in h.get("groups") or []),
+            "ec2_roles": normalise_ec2_roles(h.get("ec2_roles"), where),
             "floating": normalise_floating(h.get("floating"), where),
         })
     return {"hosts": hosts, "elastic_ips": normalise_elastic_ips(spec, hosts, origin)}
+
+
+def normalise_ec2_roles(roles, where):
+    """An aws host's itsp:role tag when it is not to follow its groups (None: it follows them): a
+    host the scenario's converge leaves alone (no groups) that inventories/aws must still find."""
+    if roles is None:
+        return None
+    if not isinstance(roles, list) or any(r not in EC2_ROLE_GROUPS for r in roles):
+        raise LabError(f"{where}.ec2_roles {roles!r}: a list of {', '.join(EC2_ROLE_GROUPS)} (or absent: "
+                       f"the host's groups)")
+    return sorted(set(roles))
 
 
 def normalise_floating(entries, where):
@@ -542,7 +554,8 @@ def up_stun():
 
 EC2_API_PORT = 5000  # moto's own default port, on the controller's bridge address
 EC2_PIDFILES = ("eip-nat.pid", "ec2-api.pid")
-# Inventory groups that become the itsp:role tag (comma-separated), what inventories/aws groups by.
+# Inventory groups that become the itsp:role tag (comma-separated), what inventories/aws groups by;
+# a host's ec2_roles, when given, names them instead of its groups.
 EC2_ROLE_GROUPS = ("kamailio", "rtpengine")
 
 
@@ -584,7 +597,9 @@ def ec2_api_available():
 
 def ec2_tags(h):
     tags = {"Name": h["name"], "itsp:cluster": "lab"}
-    roles = [g for g in h["groups"] if g in EC2_ROLE_GROUPS]
+    roles = h.get("ec2_roles")
+    if roles is None:
+        roles = [g for g in h["groups"] if g in EC2_ROLE_GROUPS]
     if roles:
         tags["itsp:role"] = ",".join(roles)
     return tags
@@ -964,7 +979,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up")
     up.add_argument("--spec", required=True, help="JSON or YAML: {hosts: [{name, private_ipv4, "
-                    "public_ipv4, cloud}]}")
+                    "public_ipv4, cloud, groups, ec2_roles}]}")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down").set_defaults(func=cmd_down)
     sub.add_parser("status").set_defaults(func=cmd_status)

@@ -4,13 +4,16 @@ names from the Name tag, ansible_host is the private address; stopped and untagg
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import standins_fixtures as standins
+import yaml
 from standins_fixtures import AMI_ID, ROOT, ansible_env, register_lab_instances
 
 from lab import labctl
@@ -23,8 +26,9 @@ BIN = os.path.dirname(sys.executable)
 SPEC = {"hosts": [
     {"name": "proxy1", "private_ipv4": "198.18.0.11", "public_ipv4": "203.0.113.11", "cloud": "aws",
      "groups": ["sip_nodes", "kamailio", "rtpengine"]},
+    # No groups (a scenario's converge leaves it alone), its role tag from ec2_roles: still found.
     {"name": "proxy2", "private_ipv4": "198.18.0.12", "public_ipv4": "203.0.113.12", "cloud": "aws",
-     "groups": ["sip_nodes", "kamailio"]},
+     "ec2_roles": ["kamailio"]},
     {"name": "media1", "private_ipv4": "198.18.0.21", "public_ipv4": "203.0.113.21", "cloud": "aws",
      "groups": ["sip_nodes", "rtpengine"]},
     {"name": "old1", "private_ipv4": "198.18.0.13", "public_ipv4": None, "cloud": "aws", "groups": ["kamailio"]},
@@ -81,3 +85,34 @@ def test_graph_lists_the_hosts(clean_moto, lab_fleet, tmp_path):
             group.add(name)
     assert graph["kamailio"] == {"proxy1", "proxy2"}
     assert graph["rtpengine"] == {"proxy1", "media1"}
+
+
+def collection_settings():
+    """Every variable name the collection defines (role defaults and argument specs, playbook vars,
+    the inventories' group_vars) or reads with a default (roles, playbooks)."""
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "roles", "*", "defaults", "main.yml")) + glob.glob(
+            os.path.join(ROOT, "playbooks", "vars", "*.yml")) + glob.glob(
+            os.path.join(ROOT, "inventories", "*", "group_vars", "**", "*.yml"), recursive=True):
+        with open(path) as fh:
+            names |= set(yaml.safe_load(fh) or {})
+    for path in glob.glob(os.path.join(ROOT, "roles", "*", "meta", "argument_specs.yml")):
+        with open(path) as fh:
+            names |= {o for entry in yaml.safe_load(fh)["argument_specs"].values() for o in entry.get("options", {})}
+    for path in glob.glob(os.path.join(ROOT, "roles", "**", "*.yml"), recursive=True) + glob.glob(
+            os.path.join(ROOT, "roles", "**", "*.j2"), recursive=True) + glob.glob(
+            os.path.join(ROOT, "playbooks", "*.yml")) + [os.path.join(ROOT, "site.yml")]:
+        with open(path) as fh:
+            names |= set(re.findall(r"(?<![\w.\]'\"])([a-z_]\w*)\s*\|\s*default\(", fh.read()))
+    return names
+
+
+def test_the_plugins_host_vars_clash_with_no_setting(clean_moto, lab_fleet, tmp_path):
+    # aws_ec2 sets some 40 host vars per instance (state, tags, placement, platform, ...); host vars
+    # beat group vars, so one named like a setting of the collection would silently override it.
+    hostvars = json.loads(inventory(clean_moto, tmp_path, "--list"))["_meta"]["hostvars"]
+    from_plugin = {name for name in hostvars["proxy1"] if not name.startswith("ansible_")}
+    settings = collection_settings()
+    assert {"instance_id", "state", "tags", "placement"} <= from_plugin
+    assert {"kamailio_dmq_enabled", "migrate_target_group", "itsp_public_networks"} <= settings
+    assert from_plugin & settings == set()

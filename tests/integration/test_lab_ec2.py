@@ -42,6 +42,23 @@ def test_spec_keeps_groups_and_floating_addresses():
                                                  "itsp:role": "kamailio,rtpengine"}
 
 
+def test_ec2_roles_name_the_role_tag_instead_of_the_groups():
+    # A host the converge leaves alone (no groups) that inventories/aws must still find as a proxy.
+    hosts = [dict(SPEC["hosts"][1], ec2_roles=["rtpengine", "kamailio"]), dict(SPEC["hosts"][0], ec2_roles=[]),
+             dict(SPEC["hosts"][2], groups=["kamailio"], ec2_roles=None)]
+    spec = labctl.normalise_spec({"hosts": hosts})
+    assert [h["ec2_roles"] for h in spec["hosts"]] == [["kamailio", "rtpengine"], [], None]
+    assert spec["hosts"][0]["groups"] == ["kamailio"]
+    assert [labctl.ec2_tags(h).get("itsp:role") for h in spec["hosts"]] == ["kamailio,rtpengine", None, "kamailio"]
+
+
+@pytest.mark.parametrize("roles", [["sip_nodes"], "kamailio", [None]])
+def test_bad_ec2_roles_are_refused_naming_the_host(roles):
+    with pytest.raises(labctl.LabError, match=None) as caught:
+        labctl.normalise_spec({"hosts": [dict(SPEC["hosts"][0], ec2_roles=roles)]})
+    assert f"hosts[0].ec2_roles {roles!r}: a list of kamailio, rtpengine" in str(caught.value)
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ({"public_ipv4": "203.0.113.11", "host": None}, "elastic_ips[0].public_ipv4 203.0.113.11 must be a free"),
     ({"public_ipv4": "198.18.0.50", "host": None}, "must be a free address in 203.0.113.0/24"),

@@ -1,4 +1,5 @@
-"""The big box moved to cloud instances with live traffic: every phase of playbooks/migrate.yml
+"""The big box moved to cloud instances with live traffic: playbooks/migrate.yml finds the cloud
+hosts through inventories/aws (amazon.aws.aws_ec2 against the lab's EC2 API); every phase
 runs under bounded SIPp load (calls with RTP) with a population registered on the big box before
 the migration. After each phase: 0 failed calls, the contact counts of every proxy, the sampled
 users found on the nodes that serve them. Also: bad input and out-of-order phases stop before
@@ -23,12 +24,14 @@ from lab.standins.cloud import FAKE_CREDENTIALS
 P = platforms()
 BOX = "box1"
 CLOUD = ["cloud1", "cloud2", "cloud3"]
+RELAY = "media5"
 PROXIES = [BOX] + CLOUD
 USERS = 60
 SAMPLE = [f"mig{i:04d}" for i in range(0, USERS, 6)]
 STATE = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "migration-state.json")
 TIMINGS = {}
 LAB_AWS = "http://198.18.0.1:5000"  # the lab's AWS APIs (moto): EC2, and Route 53 for the entry's name
+INVENTORIES = ["-i", os.environ["MOLECULE_INVENTORY_FILE"], "-i", os.path.join(PROJECT, "inventories", "aws")]
 # The scenario's fleet is 3 proxies + 1 relay; size for a workload that needs no more (no redundancy).
 SIZING = {"migrate_sizing_redundancy": 0,
           "migrate_workload": {"concurrent_calls": 50, "calls_per_second": 2, "registered_endpoints": 500}}
@@ -38,17 +41,29 @@ def pub(name):
     return P[name]["public_ipv4"]
 
 
-def migrate(phase, extra=None, check=False, timeout=600):
-    """playbooks/migrate.yml with Molecule's inventory and the target's (cloud.yml); (rc, stdout)."""
+def ansible_env(result_format="yaml"):
+    """For ansible-playbook/-inventory with INVENTORIES: Molecule's (box1; how to reach every lab
+    host) and the target's, inventories/aws (amazon.aws.aws_ec2) against the lab's EC2 API."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           "-i", os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "inventory", "cloud.yml"),
-           os.path.join(PROJECT, "playbooks", "migrate.yml"),
-           "-e", json.dumps(dict(SIZING, migrate_phase=phase, migrate_state_file=STATE, **(extra or {})))]
-    if check:
-        cmd.append("--check")
+               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT=result_format,
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"), AWS_URL=LAB_AWS,
+               AWS_ACCESS_KEY_ID=FAKE_CREDENTIALS["aws_access_key_id"],
+               AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIALS["aws_secret_access_key"])
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                 "AWS_SESSION_TOKEN"):
+        env.pop(name, None)  # the lab's moto only: no credentials of the machine's own
+    return env
+
+
+def playbook(phase, extra=None, check=False):
+    return ["ansible-playbook", *INVENTORIES, os.path.join(PROJECT, "playbooks", "migrate.yml"),
+            "-e", json.dumps(dict(SIZING, migrate_phase=phase, migrate_state_file=STATE, **(extra or {}))),
+            *(["--check"] if check else [])]
+
+
+def migrate(phase, extra=None, check=False, timeout=600):
+    """playbooks/migrate.yml on both inventories; (rc, stdout)."""
+    cmd, env = playbook(phase, extra, check), ansible_env(result_format="json")
     started = time.monotonic()
     res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     took = time.monotonic() - started
@@ -63,12 +78,7 @@ def migrate(phase, extra=None, check=False, timeout=600):
 
 def migrate_killed_after(phase, seconds):
     """Start the phase and kill ansible-playbook (SIGKILL) after `seconds`; the last task it named."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"))
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           "-i", os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "inventory", "cloud.yml"),
-           os.path.join(PROJECT, "playbooks", "migrate.yml"),
-           "-e", json.dumps(dict(SIZING, migrate_phase=phase, migrate_state_file=STATE))]
+    cmd, env = playbook(phase), ansible_env()
     with subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True) as proc:
         try:
@@ -127,6 +137,29 @@ def population():
     seen = load.wait_contacts([BOX], USERS)
     assert seen[BOX] >= USERS, seen
     return seen
+
+
+def test_the_cloud_hosts_come_from_amazon_aws_ec2():
+    # What migrate.yml sees: the cloud hosts as the plugin found them in the lab's EC2 API (moto's
+    # instance ids, groups from the itsp:role tag), reached with the lab's login, not the fleet's.
+    res = subprocess.run(["ansible-inventory", *INVENTORIES, "--list"], cwd=PROJECT, env=ansible_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0 and "Failed to parse" not in res.stderr, res.stderr[-2000:]
+    listing = json.loads(res.stdout)
+    hostvars = listing["_meta"]["hostvars"]
+    ec2 = boto3.client("ec2", endpoint_url=LAB_AWS, region_name="eu-west-1", **FAKE_CREDENTIALS)
+    moto_ids = {t["Value"]: i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+                for i in r["Instances"] for t in i.get("Tags", []) if t["Key"] == "Name"}
+    found_ids = {n: hostvars[n].get("instance_id") for n in hostvars}
+    print(f"aws_ec2 found {sorted(listing['aws_ec2']['hosts'])}; instance ids {found_ids}; moto {moto_ids}")
+    assert sorted(listing["aws_ec2"]["hosts"]) == sorted(CLOUD + [RELAY])
+    assert {n: found_ids[n] for n in CLOUD + [RELAY]} == {n: moto_ids[n] for n in CLOUD + [RELAY]}
+    assert found_ids[BOX] is None
+    assert sorted(listing["kamailio"]["hosts"]) == sorted(PROXIES)
+    assert sorted(listing["rtpengine"]["hosts"]) == [BOX, RELAY]
+    logins = {(hostvars[n]["ansible_user"], hostvars[n]["ansible_become"], hostvars[n]["ansible_ssh_private_key_file"])
+              for n in CLOUD + [RELAY]}
+    assert logins == {("root", False, "/var/cache/itsp-cluster/lab/ssh/id_ed25519")}, logins
 
 
 def test_bad_input_and_order_stop_before_anything_changes(population):
