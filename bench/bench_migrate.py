@@ -10,8 +10,12 @@ inventories/aws itself (amazon.aws.aws_ec2). Users are registered on box1, then
 playbooks/migrate.yml runs preflight, build, join, shift, drain, retire with
 `-i SOURCE -i inventories/aws` while SIPp places calls with RTP (RATE calls/s, 4 s hold) through
 box1 (through the cloud proxies for retire). Per phase: time, calls attempted and failed; for join,
-registrations synced per second (contacts on a cloud proxy / join time). Load is bounded by -m,
--timeout and an outer timeout; the lab is torn down at the end.
+registrations synced per second, twice: the contacts a cloud proxy holds over the whole join run, and
+over the sync itself (the cloud proxies' contact counts polled during join: from the last poll that
+saw a proxy short of the big box's count to the first that saw all of them full; the poll interval
+bounds its resolution). A phase that fails ends that load level: its calls are still counted and
+its error printed. A summary table ends the run. Load is bounded by -m, -timeout and an outer
+timeout; the lab is torn down after each level.
 """
 
 import argparse
@@ -20,9 +24,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
-from benchlib import LABCTL, ROOT, site, timed
+from benchlib import LABCTL, ROOT, require_answers, rpc_probe, sip_probe, site, timed
 
 from lab import load, sip
 
@@ -41,12 +46,12 @@ def pub(n):
 
 
 def write_lab(work):
-    """The lab spec (groups become the EC2 itsp:role tags) and the source inventory (box1 only)."""
-    hosts = [{"name": "box1", "private_ipv4": "198.18.0.31", "public_ipv4": pub(31), "cloud": "metal",
-              "groups": ["kamailio", "rtpengine"]}]
-    for group, nodes in (("kamailio", CLOUD), ("rtpengine", RELAY)):
+    """The lab spec (the cloud hosts' ec2_roles become their EC2 itsp:role tags) and the source
+    inventory (box1 only)."""
+    hosts = [{"name": "box1", "private_ipv4": "198.18.0.31", "public_ipv4": pub(31), "cloud": "metal"}]
+    for role, nodes in (("kamailio", CLOUD), ("rtpengine", RELAY)):
         hosts += [{"name": n, "private_ipv4": f"198.18.0.{o}", "public_ipv4": pub(o), "cloud": "aws",
-                   "groups": [group]} for n, o in nodes.items()]
+                   "ec2_roles": [role]} for n, o in nodes.items()]
     with open(os.path.join(work, "spec.json"), "w") as fh:
         json.dump({"hosts": hosts}, fh)
     box = {"ansible_host": "198.18.0.31", "itsp_private_ipv4": "198.18.0.31", "itsp_public_ipv4": pub(31),
@@ -66,55 +71,119 @@ def write_lab(work):
 
 
 def migrate(work, phase):
+    """One phase through both inventories; (seconds, rc, the last lines of its output)."""
     # The lab's EC2 API for inventories/aws; the lab's login for every host (the aws inventory's
     # group_vars name the fleet's key pair and user, which the lab hosts do not have).
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", AWS_URL="http://198.18.0.1:5000", AWS_ACCESS_KEY_ID="testing",
                AWS_SECRET_ACCESS_KEY="testing")
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        env.pop(name, None)
     extra = dict(TEST_VARS, migrate_phase=phase, migrate_state_file=os.path.join(work, "state.json"),
                  migrate_sizing_redundancy=0, ansible_user="root", ansible_become=False,
                  ansible_ssh_private_key_file=LAB_KEY,
                  ansible_ssh_common_args="-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
                  migrate_workload={"concurrent_calls": 50, "calls_per_second": 2, "registered_endpoints": 500})
-    took, _ = timed(["ansible-playbook", "-i", os.path.join(work, "hosts.yml"), "-i", "inventories/aws",
-                     "playbooks/migrate.yml", "-e", json.dumps(extra)], env=env, timeout=900)
-    return took
+    t0 = time.monotonic()
+    res = subprocess.run(["ansible-playbook", "-i", os.path.join(work, "hosts.yml"), "-i", "inventories/aws",
+                          "playbooks/migrate.yml", "-e", json.dumps(extra)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    return time.monotonic() - t0, res.returncode, (res.stdout + res.stderr)[-1500:]
+
+
+class SyncWatch(threading.Thread):
+    """Polls the cloud proxies' contact counts during join: when did the last of them fill up to
+    the big box's count, counted from the last poll that saw one of them short (after its restart)."""
+
+    def __init__(self, target):
+        super().__init__(daemon=True)
+        self.target, self.samples, self.done = target, [], threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.samples.append((time.monotonic(), {n: load.contacts(n) for n in CLOUD}))
+            self.done.wait(0.5)
+
+    def sync(self):
+        """(seconds, synced contacts, poll interval) from the samples, or None when no fill was seen."""
+        short = [t for t, c in self.samples if any(v < self.target for v in c.values())]
+        full = [t for t, c in self.samples if short and t > short[-1]]
+        if not full:
+            return None
+        end, start = full[0], short[-1]
+        polls = [b - a for (a, _), (b, _) in zip(self.samples, self.samples[1:])]
+        return end - start, self.target, max(polls)
 
 
 def bench_rate(rate, users):
-    lines = []
+    """One load level on a fresh lab; (printed lines, {phase: (seconds, attempted, failed)}, join sync)."""
+    lines, rows, sync = [], {}, None
+
+    def say(line):
+        lines.append(line)
+        print(line, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="bench-migrate-") as work:
         spec = write_lab(work)
         try:
             timed(LABCTL + ["up", "--spec", spec], timeout=900)
             took, _ = site(os.path.join(work, "hosts.yml"))
-            lines.append(f"rate {rate}/s: site.yml on the big box {took:.0f} s")
+            say(f"rate {rate}/s: site.yml on the big box {took:.0f} s")
+            require_answers({"box1 SIP": sip_probe(pub(31)), "box1 RPC": rpc_probe("198.18.0.31")})
             res = sip.register_many(pub(31), [f"user{i:04d}" for i in range(users)], rate=100,
                                     timeout=users // 100 + 30)
-            lines.append(f"rate {rate}/s: {load.sipp_counts(res.stdout)[0]} users registered on box1; "
-                         f"contacts {load.wait_contacts(['box1'], users)}")
-            total, attempted, failed = 0.0, 0, 0
+            say(f"rate {rate}/s: {load.sipp_counts(res.stdout)[0]} users registered on box1; "
+                f"contacts {load.wait_contacts(['box1'], users)}")
             for i, phase in enumerate(PHASES):
                 entry = {n: pub(o) for n, o in (CLOUD if phase == "retire" else BOX).items()}
                 traffic = load.Load(entry, next(iter(entry.values())), seconds=300, rate=rate, hold=4, tag=i % 5)
                 time.sleep(2)
-                took = migrate(work, phase)
+                watch = None
+                if phase == "join":
+                    watch = SyncWatch(load.contacts("box1"))
+                    watch.start()
+                took, rc, out = migrate(work, phase)
+                if watch:
+                    watch.done.set()
+                    watch.join()
                 time.sleep(2)
                 traffic.stop()
                 results = traffic.finish()
                 a = sum(r["ok"] + max(r["failed"], 0) for r in results.values())
                 f = sum(max(r["failed"], 0) for r in results.values())
-                total, attempted, failed = total + took, attempted + a, failed + f
+                rows[phase] = (took, a, f)
                 counts = {n: load.contacts(n) for n in [*BOX, *CLOUD]}
                 extra = ""
-                if phase == "join":
+                if watch:
                     synced = counts["cloud1"]
-                    extra = f"; registrations synced {synced / took:.1f}/s (cloud1 {synced} in {took:.1f} s)"
-                lines.append(f"rate {rate}/s: {phase:<9} {took:5.1f} s; calls attempted {a}, failed {f}; "
-                             f"contacts {counts}{extra}")
-            lines.append(f"rate {rate}/s: whole migration {total:.0f} s; calls attempted {attempted}, failed {failed}")
+                    extra = f"; registrations on cloud1 {synced} in the whole join run: {synced / took:.1f}/s"
+                    sync = watch.sync()
+                    extra += (f"; the sync itself: {sync[1]} in {sync[0]:.1f} s ({sync[1] / sync[0]:.0f}/s, "
+                              f"polls {sync[2]:.1f} s apart)" if sync else "; the sync itself: not seen")
+                say(f"rate {rate}/s: {phase:<9} {took:5.1f} s rc {rc}; calls attempted {a}, failed {f}; "
+                    f"contacts {counts}{extra}")
+                if rc != 0:
+                    say(f"rate {rate}/s: {phase} FAILED, the level ends here:\n{out}")
+                    break
+            total = sum(t for t, _, _ in rows.values())
+            say(f"rate {rate}/s: whole migration {total:.0f} s; calls attempted "
+                f"{sum(a for _, a, _ in rows.values())}, failed {sum(f for _, _, f in rows.values())}")
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
-    return lines
+    return lines, rows, sync
+
+
+def summary(levels):
+    """A markdown table: per load level, each phase's time, the whole, calls attempted / failed."""
+    out = ["| load | " + " | ".join(PHASES) + " | whole | calls attempted / failed | join sync |",
+           "|---" * (len(PHASES) + 4) + "|"]
+    for rate, (_, rows, sync) in levels.items():
+        cells = [f"{rows[p][0]:.1f} s" + (" FAILED" if p == list(rows)[-1] and len(rows) < len(PHASES) else "")
+                 if p in rows else "-" for p in PHASES]
+        out.append(f"| {rate} call{'s' if rate > 1 else ''}/s, 4 s hold | " + " | ".join(cells)
+                   + f" | {sum(r[0] for r in rows.values()):.0f} s | {sum(r[1] for r in rows.values())} / "
+                   + f"{sum(r[2] for r in rows.values())} | "
+                   + (f"{sync[1]} in {sync[0]:.1f} s |" if sync else "not seen |"))
+    return "\n".join(out)
 
 
 def main():
@@ -126,9 +195,8 @@ def main():
         p.error("1..20 calls/s, up to 5000 users (bounded load only)")
     os.chdir(ROOT)
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
-    for rate in a.rates:
-        for line in bench_rate(rate, a.users):
-            print(line, flush=True)
+    levels = {rate: bench_rate(rate, a.users) for rate in a.rates}
+    print(summary(levels), flush=True)
 
 
 if __name__ == "__main__":
