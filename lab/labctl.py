@@ -217,7 +217,7 @@ def normalise_spec(spec, origin="spec"):
 def normalise_ec2_roles(roles, where):
     """An aws host's itsp:role tag when it is not to follow its groups (None: it follows them): a
     host the scenario's converge leaves alone (no groups) that inventories/aws must still find."""
-    if roles is None:
+    if roles is None or roles == "":  # "" from a template means none, too
         return None
     if not isinstance(roles, list) or any(r not in EC2_ROLE_GROUPS for r in roles):
         raise LabError(f"{where}.ec2_roles {roles!r}: a list of {', '.join(EC2_ROLE_GROUPS)} (or absent: "
