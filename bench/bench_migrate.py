@@ -118,6 +118,25 @@ class SyncWatch(threading.Thread):
         return slowest, self.target, max(polls)
 
 
+def why_failed(phase, results):
+    """What the nodes logged about refused calls (since the lab was built): the relays' session
+    limit (rtpengine counts a call until delete-delay after its BYE) and the proxies' 503s for want
+    of a relay; and the end of each failing caller's SIPp output."""
+    relays = [*RELAY] + ([] if phase == "retire" else [*BOX])
+    proxies = [*CLOUD] + ([] if phase == "retire" else [*BOX])
+    grep = "journalctl --no-pager -u {} | grep -c '{}' || true"
+    limit = {n: lab_exec_int(n, grep.format("rtpengine-daemon", "Parallel session limit reached")) for n in relays}
+    no_relay = {n: lab_exec_int(n, grep.format("kamailio", "media relay unavailable")) for n in proxies}
+    tails = {n: " ".join(r["tail"].split())[-300:] for n, r in results.items() if r["failed"]}
+    return (f"relays logged 'Parallel session limit reached' {limit} times; proxies logged "
+            f"'media relay unavailable' (503) {no_relay} times; SIPp: {tails}")
+
+
+def lab_exec_int(name, command):
+    out = load.lab_exec(name, "sh", "-c", command)
+    return int(out) if out.isdigit() else out
+
+
 def bench_rate(rate, users):
     """One load level on a fresh lab; (printed lines, {phase: (seconds, attempted, failed)}, join sync)."""
     lines, rows, sync = [], {}, None
@@ -166,6 +185,8 @@ def bench_rate(rate, users):
                               else "; the sync itself: not seen")
                 say(f"rate {rate}/s: {phase:<9} {took:5.1f} s rc {rc}; calls attempted {a}, failed {f}; "
                     f"contacts {counts}{extra}")
+                if f:
+                    say(f"rate {rate}/s: {phase} failed calls, why: {why_failed(phase, results)}")
                 if rc != 0:
                     say(f"rate {rate}/s: {phase} FAILED, the level ends here:\n{out}")
                     break
