@@ -76,7 +76,7 @@ APT::Sandbox::User "root";
 def _run(tmp_path, apt_config, extra, check=False):
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY.format(apt_config=apt_config))
-    extra = dict({"apt_packages_names": ["apt"], "apt_packages_cache_valid_time": 0,
+    extra = dict({"apt_packages_names": ["apt"], "apt_packages_cache_valid_time": 0, "apt_packages_retry_delay": 1,
                   "__apt_packages_stamp": str(tmp_path / "periodic" / "update-success-stamp")}, **extra)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
@@ -109,14 +109,14 @@ def silent():
 
 def test_a_silent_source_fails_the_refresh_at_its_bound(tmp_path, silent):
     conf = _apt_dir(tmp_path, f"deb http://127.0.0.1:{silent.port}/debian bookworm main")
-    rc, tasks, took = _run(tmp_path, conf, {"apt_packages_update_timeout": 3, "apt_packages_attempts": 2})
+    rc, tasks, took = _run(tmp_path, conf, {"apt_packages_update_timeout": 2, "apt_packages_attempts": 2})
     print(f"silent source: rc {rc} after {took:.1f} s, {silent.accepted} connections taken; {_failure(tasks)}")
     assert rc != 0
     assert silent.accepted >= 2  # each try reached the source and was left waiting
     assert _failure(tasks)[-1].startswith(
-        "apt-get update did not succeed in 2 tries of at most 3 s (apt_packages_update_timeout) each: "
+        "apt-get update did not succeed in 2 tries of at most 2 s (apt_packages_update_timeout) each: "
         "the last one was killed at its bound (apt hung)."), tasks
-    # Two tries of 3 s, 5 s apart, and Ansible's start: apt alone would have waited 600 s.
+    # Two tries of 2 s, 1 s apart, and Ansible's start: apt alone would have waited 600 s.
     assert took < 120, took
     assert not (tmp_path / "periodic" / "update-success-stamp").exists()
 
@@ -139,13 +139,13 @@ def test_a_silent_source_fails_the_download_at_its_bound(tmp_path, silent):
     stamp.touch()
     rc, tasks, took = _run(tmp_path, conf, {"apt_packages_names": ["itsp-apt-test"],
                                             "apt_packages_cache_valid_time": 3600,
-                                            "apt_packages_download_timeout": 3, "apt_packages_attempts": 2})
+                                            "apt_packages_download_timeout": 2, "apt_packages_attempts": 2})
     print(f"silent source, download: rc {rc} after {took:.1f} s, {silent.accepted} connections taken; "
           f"{_failure(tasks)}")
     assert rc != 0
     assert silent.accepted >= 2
     assert _failure(tasks)[-1].startswith(
-        "Downloading itsp-apt-test did not succeed in 2 tries of at most 3 s (apt_packages_download_timeout) each: "
+        "Downloading itsp-apt-test did not succeed in 2 tries of at most 2 s (apt_packages_download_timeout) each: "
         "the last one was killed at its bound (apt hung)."), tasks
     assert took < 120, took
 
