@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/require-root.sh"
 require_root bootstrap "it installs Debian packages and a venv under /var/cache/itsp-cluster/"
 
 # kamailio and the module packages the roles use: tests check rendered configurations with kamailio -c.
-debs=(debootstrap systemd-container nftables conntrack iproute2 sip-tester apt-cacher-ng openssh-client procps kamailio
+debs=(debootstrap systemd-container nftables conntrack iproute2 sip-tester apt-cacher-ng openssh-client procps python3-apt kamailio
       kamailio-postgres-modules kamailio-extra-modules)
 missing=()
 for p in "${debs[@]}"; do

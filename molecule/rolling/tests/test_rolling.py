@@ -191,13 +191,23 @@ def test_relay_change_rolls_the_relays_and_calls_keep_their_media(population):
     watch.start()
     load = Load(["proxy1", "proxy2"], seconds=240, rate=1, hold=4, tag=1)
     time.sleep(4)
-    out = media_call_across(lambda: converge("rtpengine", {"rtpengine_log_level": 5}), hold_s=25, tag=0)
+    roll = {}
+
+    def roll_the_relays():
+        started = time.monotonic()
+        try:
+            return converge("rtpengine", {"rtpengine_log_level": 5})
+        finally:
+            roll["took"] = time.monotonic() - started
+
+    out = media_call_across(roll_the_relays, hold_s=25, tag=0)
     rc, failures = out["change"]
     time.sleep(2)
     load.stop()
     results = load.finish()
     watch.stop()
     _print_load("relay roll", results)
+    print(f"relay roll took {roll['took']:.0f} s")
     print("relay PIDs:", {n: watch.pids(n) for n in RELAYS}, "most down at once:", watch.most_down_at_once())
     print("RTP of the call in progress:", out.get("rtp"), f"kept {rtp_kept(out['rtp']):.1%}")
     assert rc == 0, failures

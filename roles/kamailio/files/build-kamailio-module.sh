@@ -75,12 +75,14 @@ fetch_source() {
     local update_out out
     # A binary-only repository (some third-party ones) makes update complain; what matters
     # is whether the kamailio source is found afterwards, so keep the output for the message.
-    update_out=$(apt-get "${apt_scratch[@]}" -q update 2>&1) || true
+    # Each apt-get is bounded: apt's acquire can wait forever (see the apt_packages role).
+    update_out=$(timeout --kill-after=15 300 apt-get "${apt_scratch[@]}" -q update 2>&1) || true
     rm -rf "$srcdir"
     mkdir -p "$download"
     # apt downloads as _apt when that user can write the target directory (no sandbox warning).
     if id _apt > /dev/null 2>&1; then chown _apt "$download"; fi
-    if ! out=$(cd "$download" && apt-get "${apt_scratch[@]}" -q source --download-only "kamailio=$version" 2>&1); then
+    if ! out=$(cd "$download" && timeout --kill-after=15 600 apt-get "${apt_scratch[@]}" -q source --download-only \
+            "kamailio=$version" 2>&1); then
         {
             echo "No source package for kamailio=$version is reachable from this host's apt sources."
             echo "deb-src entries tried (derived from /etc/apt/sources.list*):"
