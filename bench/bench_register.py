@@ -52,6 +52,8 @@ from lab import sip
 PROXIES = {"proxy1": 11, "proxy2": 12, "proxy3": 13, "proxy4": 14}
 MINIMAL = 31
 REALM, SECRET = "bench.itsp", "bench-nonce-secret-0123456789"
+# Replication messages awaiting a peer's answer above which the guard step refuses REGISTER.
+GUARD = 2000
 # The base proxy: what the role does for every REGISTER, minus the parts measured one by one.
 BASE = {"kamailio_dmq_enabled": False, "kamailio_pike_enabled": False, "kamailio_rate_limit_requests": 0,
         "kamailio_auth_enabled": False, "kamailio_children": 4}
@@ -67,10 +69,18 @@ STEPS = [
     ("+ DMQ, 3 peers", {"kamailio_dmq_enabled": True}, 3, "register_many.xml"),
     ("2 peers, 2 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 2}, 2, "register_many.xml"),
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
+    # Tuning candidates, one at a time against "+ DMQ, 2 peers".
+    ("2 peers, 1 DMQ worker", {"kamailio_dmq_enabled": True, "kamailio_dmq_workers": 1}, 2, "register_many.xml"),
+    ("2 peers, no log context", {"kamailio_dmq_enabled": True, "kamailio_log_message_context": False}, 2,
+     "register_many.xml"),
+    ("2 peers, backlog guard", {"kamailio_dmq_enabled": True, "kamailio_dmq_max_pending": GUARD}, 2,
+     "register_many.xml"),
 ]
+# The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers, backlog guard")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
-COUNTERS = ("core:rcv_requests", "tm:UAC_transactions")
+COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")
 
 
 def password(i):
@@ -88,6 +98,39 @@ def statistics(n):
             except ValueError:
                 continue
     return stats
+
+
+def udp_drops(n):
+    """Datagrams the kernel dropped on 198.18.0.n for a full receive buffer (all sockets), from /proc."""
+    out = ssh(f"198.18.0.{n}", "cat /proc/net/snmp").stdout.splitlines()
+    rows = [line.split() for line in out if line.startswith("Udp:")]
+    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
+        return 0
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def in_flight(n):
+    """Transactions proxy n started or relays without a final answer yet (tmx:active_transactions):
+    here, its replication messages no peer has answered."""
+    return statistics(n).get("tmx:active_transactions", 0)
+
+
+def completeness(n, peers, bound=40.0):
+    """({peer: registrations proxy n holds that the peer does not}, seconds waited, in flight left):
+    read once nothing proxy n sent is still waiting for a peer's answer (tm retransmits a lost KDMQ
+    for up to fr_timer), or after `bound` s."""
+    t0 = time.monotonic()
+    pending = in_flight(n)
+    while pending and time.monotonic() - t0 < bound:
+        time.sleep(1)
+        pending = in_flight(n)
+    time.sleep(2.5)  # tmx's counters are refreshed every 2 s: one more look
+    pending = in_flight(n)
+    missing = {}
+    for m in peers:
+        held, replicated, _ = replication_gap(n, m, settle=5.0)
+        missing[m] = held - replicated
+    return missing, time.monotonic() - t0, pending
 
 
 def require_nodes(names):
@@ -143,17 +186,18 @@ def measure(n, peers, scenario, rate, seconds, users):
     calls = rate * seconds
     before = statistics(n)
     cpu0 = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") for m in [n, *peers]}
+    drops0 = {m: udp_drops(m) for m in [n, *peers]}
     res = pub_sipp([f"203.0.113.{n}:5060", "-sf", os.path.join(sip.SIPP_DIR, scenario), "-i", sip.PUBLIC_CLIENT,
                     "-p", "5070", "-r", str(rate), "-m", str(calls), "-l", str(rate * 2), "-inf", users,
                     "-recv_timeout", "4000"], seconds + 25)
     ok, failed = sipp_counts(res.stdout)
     cpu = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") - cpu0[m] for m in cpu0}
     after = statistics(n)
-    missing = {}
-    for m in peers:  # every registration answered 200 on every peer, once replication in flight lands
-        held, replicated, _ = replication_gap(n, m)
-        missing[m] = held - replicated
+    drops = {m: udp_drops(m) - drops0[m] for m in drops0}
+    # Every registration answered 200 on every peer, once replication in flight has landed.
+    missing, _, _ = completeness(n, peers)
     deltas = {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
+    deltas["udp drops"] = sum(drops.values())
     return ok, failed, cpu, deltas, missing
 
 
@@ -161,7 +205,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=800, help="fixed offered REGISTER/s for the breakdown")
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--ladder", type=int, nargs="+", default=[1000, 2000, 3000, 4000, 6000, 8000])
+    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 6000, 8000])
     p.add_argument("--ladder-seconds", type=int, default=5)
     a = p.parse_args()
     if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder) > 20000 \
@@ -185,7 +229,7 @@ def main():
                            "vars": {"firewall_extra_rules": [{"proto": "udp", "port": "5060", "sources": []}]}}
         spec = write_lab(work, hosts)
         inventory = os.path.join(work, "hosts.yml")
-        rows, ladders = [], {}
+        rows, ladders, completeness_rows = [], {}, {}
         try:
             subprocess.run(LABCTL + ["up", "--spec", spec], check=True, capture_output=True, timeout=900)
             took, _ = site(inventory)
@@ -206,6 +250,11 @@ def main():
                     for rank, name in enumerate(list(PROXIES)[1:]):
                         hosts[name]["groups"] = ["kamailio"] + (["retired"] if rank >= peers else [])
                     write_lab(work, hosts)
+                    # The previous step stopped the peers it did not use; a converge drains the retired
+                    # ones over RPC, so every proxy runs again first.
+                    for name in list(PROXIES)[1:]:
+                        ssh(f"198.18.0.{PROXIES[name]}", "systemctl start kamailio")
+                    require_nodes(list(PROXIES))
                     extra = os.path.join(work, f"vars-{index}.json")  # a file: the subscribers exceed an argument
                     with open(extra, "w") as fh:
                         json.dump(dict(common, **config), fh)
@@ -221,11 +270,20 @@ def main():
                 print(f"  {label}: {ok} ok {failed} failed; proxy1 CPU {1e6 * cpu[11] / ok:.0f} us per REGISTER, "
                       f"peers {[round(1e6 * cpu[m] / ok) for m in peer_nodes]} us, requests received "
                       f"{deltas['core:rcv_requests'] / ok:.2f}, "
-                      f"DMQ transactions {deltas['tm:UAC_transactions'] / ok:.2f}, "
+                      f"DMQ transactions {deltas['tmx:UAC_transactions'] / ok:.2f}, UDP drops {deltas['udp drops']}, "
                       f"missing on peers {list(missing.values())}", flush=True)
-                if label == "+ DMQ, 2 peers":
-                    ladders["proxy, DMQ to 2 peers"] = ladder(11, register, a.ladder, a.ladder_seconds,
-                                                              users_file(work, "l", ladder_users, False))
+                if label in LADDER_STEPS:
+                    gaps = []
+
+                    def after_step(rate, peers=peer_nodes, gaps=gaps, label=label):
+                        gaps.append((rate, *completeness(11, peers)))
+                        print(f"    ladder {label} {rate}/s: missing on peers {list(gaps[-1][1].values())}, "
+                              f"read {gaps[-1][2]:.0f} s after, {gaps[-1][3]} still in flight", flush=True)
+
+                    ladders[f"proxy, {label}"] = ladder(11, register, a.ladder, a.ladder_seconds,
+                                                        users_file(work, f"l{index}", ladder_users, False),
+                                                        after_step=after_step)
+                    completeness_rows[label] = gaps
             ladders["minimal registrar"] = ladder(MINIMAL, register, a.ladder, a.ladder_seconds,
                                                   users_file(work, "k", ladder_users, False))
         finally:
@@ -233,7 +291,7 @@ def main():
     print(f"\nREGISTER cost at {a.rate}/s offered for {a.seconds} s (per accepted REGISTER; CPU = Kamailio, all "
           f"processes, user+system)")
     print(f"{'configuration':24} {'ok':>6} {'fail':>5} {'CPU us':>7} {'peer CPU us':>12} {'rcv req':>7} "
-          f"{'DMQ tx':>7} {'missing on peers':>17}")
+          f"{'DMQ tx':>7} {'drops':>6} {'missing on peers':>17}")
     base_cpu = None
     for label, _peers, ok, failed, cpu, deltas, peer in rows:
         per = 1e6 * cpu / ok
@@ -241,7 +299,7 @@ def main():
         peer_cpu = " ".join(f"{1e6 * c / ok:.0f}" for c, _ in peer.values()) or "-"
         missing = " ".join(str(m) for _, m in peer.values()) or "-"
         print(f"{label:24} {ok:>6} {failed:>5} {per:>7.0f} {peer_cpu:>12} {deltas['core:rcv_requests'] / ok:>7.2f} "
-              f"{deltas['tm:UAC_transactions'] / ok:>7.2f} {missing:>17}")
+              f"{deltas['tmx:UAC_transactions'] / ok:>7.2f} {deltas['udp drops']:>6} {missing:>17}")
     dmq = {peers: 1e6 * cpu / ok for label, peers, ok, _f, cpu, _d, _p in rows if label.startswith("+ DMQ")}
     if base_cpu and dmq:
         print("marginal CPU per REGISTER of replication: " + ", ".join(
@@ -249,9 +307,14 @@ def main():
     for name, (best, steps) in ladders.items():
         print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
             f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
-    value = ratio(("the proxy with 2 peers", ladders["proxy, DMQ to 2 peers"][0]),
-                  ("the minimal registrar", ladders["minimal registrar"][0]))
-    print(f"ratio proxy with 2 peers / minimal registrar: {value:.2f} (goal 0.6)")
+    for label, gaps in completeness_rows.items():
+        print(f"completeness, {label}: " + "  ".join(
+            f"[{rate}/s missing {sum(missing.values())}, {left} in flight after {waited:.0f} s]"
+            for rate, missing, waited, left in gaps))
+    for label in LADDER_STEPS:
+        value = ratio((f"the proxy ({label})", ladders[f"proxy, {label}"][0]),
+                      ("the minimal registrar", ladders["minimal registrar"][0]))
+        print(f"ratio proxy ({label}) / minimal registrar: {value:.2f} (goal 0.6)")
 
 
 if __name__ == "__main__":
