@@ -73,11 +73,13 @@ STEPS = [
     ("2 peers, 1 DMQ worker", {"kamailio_dmq_enabled": True, "kamailio_dmq_workers": 1}, 2, "register_many.xml"),
     ("2 peers, no log context", {"kamailio_dmq_enabled": True, "kamailio_log_message_context": False}, 2,
      "register_many.xml"),
-    ("2 peers, backlog guard", {"kamailio_dmq_enabled": True, "kamailio_dmq_max_pending": GUARD}, 2,
+    ("2 peers, TLSF allocator", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf"}, 2,
      "register_many.xml"),
+    ("2 peers, TLSF + guard", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf",
+                               "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
 ]
 # The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
-LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers, backlog guard")
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers, TLSF + guard")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
 COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")

@@ -61,7 +61,8 @@ CASES = {
     "no metrics, no CDRs, UDP only": ({"kamailio_metrics_enabled": False, "kamailio_cdr_target": "none",
                                       "kamailio_transports": ["udp"]}, [], []),
     "replication backlog guard, one DMQ worker, no log context": (
-        {"kamailio_dmq_max_pending": 2000, "kamailio_dmq_workers": 1, "kamailio_log_message_context": False},
+        {"kamailio_dmq_max_pending": 2000, "kamailio_dmq_workers": 1, "kamailio_log_message_context": False,
+         "kamailio_memory_manager": "tlsf"},
         ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD"], ["acc_json"]),
 }
 
