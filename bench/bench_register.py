@@ -70,9 +70,6 @@ STEPS = [
     ("2 peers, 2 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 2}, 2, "register_many.xml"),
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
     # Tuning candidates, one at a time against "+ DMQ, 2 peers".
-    ("2 peers, 1 DMQ worker", {"kamailio_dmq_enabled": True, "kamailio_dmq_workers": 1}, 2, "register_many.xml"),
-    ("2 peers, no log context", {"kamailio_dmq_enabled": True, "kamailio_log_message_context": False}, 2,
-     "register_many.xml"),
     ("2 peers, TLSF allocator", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf"}, 2,
      "register_many.xml"),
     ("2 peers, TLSF + guard", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf",
@@ -221,7 +218,11 @@ def main():
         # Subscribers for the digest step (HA1 in the local table), users s2u000000 ...
         subscribers = [{"username": f"s2u{i:06d}", "password": password(i)} for i in range(per_step)]
         # No trusted network for the client: trusted sources skip pike and digest, which are measured here.
-        common = dict(BASE, kamailio_auth_realm=REALM,
+        # The firewall opens DMQ from the peers only once the kamailio role publishes it, and site.yml
+        # applies the firewall after the kamailio role waits for a DMQ peer: a lab that turns DMQ on
+        # after a converge without it would wait forever. Open it from the proxies from the start.
+        dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]}]
+        common = dict(BASE, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
         hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
