@@ -221,7 +221,9 @@ def main():
         # The firewall opens DMQ from the peers only once the kamailio role publishes it, and site.yml
         # applies the firewall after the kamailio role waits for a DMQ peer: a lab that turns DMQ on
         # after a converge without it would wait forever. Open it from the proxies from the start.
-        dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]}]
+        # (The steps' converges pass these as extra vars, which reach plain1 too: its SIP port stays in.)
+        dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]},
+                    {"proto": "udp", "port": "5060", "sources": []}]
         common = dict(BASE, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
