@@ -114,7 +114,7 @@ def in_flight(n):
     return statistics(n).get("tmx:active_transactions", 0)
 
 
-def completeness(n, peers, bound=40.0):
+def completeness(n, peers, bound=35.0):
     """({peer: registrations proxy n holds that the peer does not}, seconds waited, in flight left):
     read once nothing proxy n sent is still waiting for a peer's answer (tm retransmits a lost KDMQ
     for up to fr_timer), or after `bound` s."""
@@ -204,14 +204,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=800, help="fixed offered REGISTER/s for the breakdown")
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 6000, 8000])
+    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 6000],
+                   help="offered rates of the replicating proxy's ladders")
+    p.add_argument("--minimal-ladder", type=int, nargs="+", default=[4000, 6000, 8000],
+                   help="offered rates of the minimal registrar's ladder")
     p.add_argument("--ladder-seconds", type=int, default=5)
     a = p.parse_args()
-    if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder) > 20000 \
+    if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder + a.minimal_ladder) > 20000 \
             or not 1 <= a.ladder_seconds <= 30 or a.rate * a.seconds > 40000:
         p.error("rate 50..5000/s, 2..30 s, at most 40000 REGISTERs per step, ladder up to 20000/s (bounded load)")
     per_step = a.rate * a.seconds
-    ladder_users = max(a.ladder) * a.ladder_seconds
+    ladder_users = max(a.ladder + a.minimal_ladder) * a.ladder_seconds
     register = os.path.join(sip.SIPP_DIR, "register_many.xml")
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     with tempfile.TemporaryDirectory(prefix="bench-register-") as work:
@@ -289,7 +292,7 @@ def main():
                                                         users_file(work, f"l{index}", ladder_users, False),
                                                         after_step=after_step)
                     completeness_rows[label] = gaps
-            ladders["minimal registrar"] = ladder(MINIMAL, register, a.ladder, a.ladder_seconds,
+            ladders["minimal registrar"] = ladder(MINIMAL, register, a.minimal_ladder, a.ladder_seconds,
                                                   users_file(work, "k", ladder_users, False))
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
