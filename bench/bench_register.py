@@ -209,6 +209,8 @@ def main():
     p.add_argument("--minimal-ladder", type=int, nargs="+", default=[4000, 6000, 8000],
                    help="offered rates of the minimal registrar's ladder")
     p.add_argument("--ladder-seconds", type=int, default=5)
+    p.add_argument("--only", nargs="+", choices=[label for label, *_ in STEPS], metavar="STEP",
+                   help="measure only these configurations (the minimal registrar always)")
     a = p.parse_args()
     if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder + a.minimal_ladder) > 20000 \
             or not 1 <= a.ladder_seconds <= 30 or a.rate * a.seconds > 40000:
@@ -252,6 +254,8 @@ def main():
                   flush=True)
             applied = None
             for index, (label, config, peers, scenario) in enumerate(STEPS):
+                if a.only and label not in a.only:
+                    continue
                 if (config, peers) != applied:
                     # The peers beyond the step's count are retired in the inventory: no proxy lists them
                     # as a DMQ peer (a stopped peer stays in a DMQ node list that was told of it).
@@ -319,7 +323,7 @@ def main():
         print(f"completeness, {label}: " + "  ".join(
             f"[{rate}/s missing {sum(missing.values())}, {left} in flight after {waited:.0f} s]"
             for rate, missing, waited, left in gaps))
-    for label in LADDER_STEPS:
+    for label in (step for step in LADDER_STEPS if f"proxy, {step}" in ladders):
         value = ratio((f"the proxy ({label})", ladders[f"proxy, {label}"][0]),
                       ("the minimal registrar", ladders["minimal registrar"][0]))
         print(f"ratio proxy ({label}) / minimal registrar: {value:.2f} (goal 0.6)")
