@@ -229,7 +229,11 @@ def main():
         # (The steps' converges pass these as extra vars, which reach plain1 too: its SIP port stays in.)
         dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]},
                     {"proto": "udp", "port": "5060", "sources": []}]
-        common = dict(BASE, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
+        # Only replicating configurations: DMQ from the first converge (turning it on in a later one
+        # has left a peer "pending" in proxy1's node list and the converge waiting for it).
+        dmq_first = bool(a.only) and all(config.get("kamailio_dmq_enabled")
+                                         for label, config, *_ in STEPS if label in a.only)
+        common = dict(BASE, kamailio_dmq_enabled=dmq_first, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
         hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
