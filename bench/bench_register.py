@@ -12,11 +12,13 @@ replies, usrloc inserts). The configurations change one thing at a time against 
 (replication, pike and rate limit off, no digest auth, 4 UDP workers):
 
     minimal registrar | base | + pike and rate limit | + digest auth (local table)
-    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers
+    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers | 2 peers with the TLSF allocator,
+    and with TLSF and the replication backlog guard (--only picks some)
 
-After each step it compares contacts on proxy1 and every running peer (every registration answered
-200 must be on every peer). Then the highest clean rate (a ladder) of the minimal registrar and of
-the proxy replicating to 2 peers, and their ratio. A peer count is set by stopping the other peers'
+After each step, once nothing proxy1 sent is still waiting for a peer's answer, it compares contacts
+on proxy1 and every running peer (every registration answered 200 must be on every peer). Then the
+highest clean rate (a ladder, completeness read after every rate) of the proxy replicating to 2 peers
+before and after tuning, of the minimal registrar, and their ratios. A peer count is set by stopping the other peers'
 Kamailio and restarting the rest, so the DMQ node list holds only running peers; it is checked
 (dmq.list_nodes) before the step is measured. Every node is checked to answer OPTIONS before it is
 measured; a node that does not answer, or a step with no accepted REGISTER, stops the run with an
