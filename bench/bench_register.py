@@ -12,11 +12,13 @@ replies, usrloc inserts). The configurations change one thing at a time against 
 (replication, pike and rate limit off, no digest auth, 4 UDP workers):
 
     minimal registrar | base | + pike and rate limit | + digest auth (local table)
-    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers
+    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers | 2 peers with the TLSF allocator,
+    and with TLSF and the replication backlog guard (--only picks some)
 
-After each step it compares contacts on proxy1 and every running peer (every registration answered
-200 must be on every peer). Then the highest clean rate (a ladder) of the minimal registrar and of
-the proxy replicating to 2 peers, and their ratio. A peer count is set by stopping the other peers'
+After each step, once nothing proxy1 sent is still waiting for a peer's answer, it compares contacts
+on proxy1 and every running peer (every registration answered 200 must be on every peer). Then the
+highest clean rate (a ladder, completeness read after every rate) of the proxy replicating to 2 peers
+before and after tuning, of the minimal registrar, and their ratios. A peer count is set by stopping the other peers'
 Kamailio and restarting the rest, so the DMQ node list holds only running peers; it is checked
 (dmq.list_nodes) before the step is measured. Every node is checked to answer OPTIONS before it is
 measured; a node that does not answer, or a step with no accepted REGISTER, stops the run with an
@@ -52,6 +54,8 @@ from lab import sip
 PROXIES = {"proxy1": 11, "proxy2": 12, "proxy3": 13, "proxy4": 14}
 MINIMAL = 31
 REALM, SECRET = "bench.itsp", "bench-nonce-secret-0123456789"
+# Replication messages awaiting a peer's answer above which the guard step refuses REGISTER.
+GUARD = 2000
 # The base proxy: what the role does for every REGISTER, minus the parts measured one by one.
 BASE = {"kamailio_dmq_enabled": False, "kamailio_pike_enabled": False, "kamailio_rate_limit_requests": 0,
         "kamailio_auth_enabled": False, "kamailio_children": 4}
@@ -67,10 +71,17 @@ STEPS = [
     ("+ DMQ, 3 peers", {"kamailio_dmq_enabled": True}, 3, "register_many.xml"),
     ("2 peers, 2 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 2}, 2, "register_many.xml"),
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
+    # Tuning candidates, one at a time against "+ DMQ, 2 peers".
+    ("2 peers, TLSF allocator", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf"}, 2,
+     "register_many.xml"),
+    ("2 peers, TLSF + guard", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf",
+                               "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
 ]
+# The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers, TLSF + guard")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
-COUNTERS = ("core:rcv_requests", "tm:UAC_transactions")
+COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")
 
 
 def password(i):
@@ -88,6 +99,39 @@ def statistics(n):
             except ValueError:
                 continue
     return stats
+
+
+def udp_drops(n):
+    """Datagrams the kernel dropped on 198.18.0.n for a full receive buffer (all sockets), from /proc."""
+    out = ssh(f"198.18.0.{n}", "cat /proc/net/snmp").stdout.splitlines()
+    rows = [line.split() for line in out if line.startswith("Udp:")]
+    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
+        return 0
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def in_flight(n):
+    """Transactions proxy n started or relays without a final answer yet (tmx:active_transactions):
+    here, its replication messages no peer has answered."""
+    return statistics(n).get("tmx:active_transactions", 0)
+
+
+def completeness(n, peers, bound=35.0):
+    """({peer: registrations proxy n holds that the peer does not}, seconds waited, in flight left):
+    read once nothing proxy n sent is still waiting for a peer's answer (tm retransmits a lost KDMQ
+    for up to fr_timer), or after `bound` s."""
+    t0 = time.monotonic()
+    pending = in_flight(n)
+    while pending and time.monotonic() - t0 < bound:
+        time.sleep(1)
+        pending = in_flight(n)
+    time.sleep(2.5)  # tmx's counters are refreshed every 2 s: one more look
+    pending = in_flight(n)
+    missing = {}
+    for m in peers:
+        held, replicated, _ = replication_gap(n, m, settle=5.0)
+        missing[m] = held - replicated
+    return missing, time.monotonic() - t0, pending
 
 
 def require_nodes(names):
@@ -143,17 +187,18 @@ def measure(n, peers, scenario, rate, seconds, users):
     calls = rate * seconds
     before = statistics(n)
     cpu0 = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") for m in [n, *peers]}
+    drops0 = {m: udp_drops(m) for m in [n, *peers]}
     res = pub_sipp([f"203.0.113.{n}:5060", "-sf", os.path.join(sip.SIPP_DIR, scenario), "-i", sip.PUBLIC_CLIENT,
                     "-p", "5070", "-r", str(rate), "-m", str(calls), "-l", str(rate * 2), "-inf", users,
                     "-recv_timeout", "4000"], seconds + 25)
     ok, failed = sipp_counts(res.stdout)
     cpu = {m: cpu_seconds(f"198.18.0.{m}", "kamailio") - cpu0[m] for m in cpu0}
     after = statistics(n)
-    missing = {}
-    for m in peers:  # every registration answered 200 on every peer, once replication in flight lands
-        held, replicated, _ = replication_gap(n, m)
-        missing[m] = held - replicated
+    drops = {m: udp_drops(m) - drops0[m] for m in drops0}
+    # Every registration answered 200 on every peer, once replication in flight has landed.
+    missing, _, _ = completeness(n, peers)
     deltas = {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS}
+    deltas["udp drops"] = sum(drops.values())
     return ok, failed, cpu, deltas, missing
 
 
@@ -161,21 +206,36 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=800, help="fixed offered REGISTER/s for the breakdown")
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--ladder", type=int, nargs="+", default=[1000, 2000, 3000, 4000, 6000, 8000])
+    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 6000],
+                   help="offered rates of the replicating proxy's ladders")
+    p.add_argument("--minimal-ladder", type=int, nargs="+", default=[4000, 6000, 8000],
+                   help="offered rates of the minimal registrar's ladder")
     p.add_argument("--ladder-seconds", type=int, default=5)
+    p.add_argument("--only", nargs="+", choices=[label for label, *_ in STEPS], metavar="STEP",
+                   help="measure only these configurations (the minimal registrar always)")
     a = p.parse_args()
-    if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder) > 20000 \
+    if not 50 <= a.rate <= 5000 or not 2 <= a.seconds <= 30 or max(a.ladder + a.minimal_ladder) > 20000 \
             or not 1 <= a.ladder_seconds <= 30 or a.rate * a.seconds > 40000:
         p.error("rate 50..5000/s, 2..30 s, at most 40000 REGISTERs per step, ladder up to 20000/s (bounded load)")
     per_step = a.rate * a.seconds
-    ladder_users = max(a.ladder) * a.ladder_seconds
+    ladder_users = max(a.ladder + a.minimal_ladder) * a.ladder_seconds
     register = os.path.join(sip.SIPP_DIR, "register_many.xml")
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     with tempfile.TemporaryDirectory(prefix="bench-register-") as work:
         # Subscribers for the digest step (HA1 in the local table), users s2u000000 ...
         subscribers = [{"username": f"s2u{i:06d}", "password": password(i)} for i in range(per_step)]
         # No trusted network for the client: trusted sources skip pike and digest, which are measured here.
-        common = dict(BASE, kamailio_auth_realm=REALM,
+        # The firewall opens DMQ from the peers only once the kamailio role publishes it, and site.yml
+        # applies the firewall after the kamailio role waits for a DMQ peer: a lab that turns DMQ on
+        # after a converge without it would wait forever. Open it from the proxies from the start.
+        # (The steps' converges pass these as extra vars, which reach plain1 too: its SIP port stays in.)
+        dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]},
+                    {"proto": "udp", "port": "5060", "sources": []}]
+        # Only replicating configurations: DMQ from the first converge (turning it on in a later one
+        # has left a peer "pending" in proxy1's node list and the converge waiting for it).
+        dmq_first = bool(a.only) and all(config.get("kamailio_dmq_enabled")
+                                         for label, config, *_ in STEPS if label in a.only)
+        common = dict(BASE, kamailio_dmq_enabled=dmq_first, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
         hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
@@ -185,7 +245,7 @@ def main():
                            "vars": {"firewall_extra_rules": [{"proto": "udp", "port": "5060", "sources": []}]}}
         spec = write_lab(work, hosts)
         inventory = os.path.join(work, "hosts.yml")
-        rows, ladders = [], {}
+        rows, ladders, completeness_rows = [], {}, {}
         try:
             subprocess.run(LABCTL + ["up", "--spec", spec], check=True, capture_output=True, timeout=900)
             took, _ = site(inventory)
@@ -200,12 +260,19 @@ def main():
                   flush=True)
             applied = None
             for index, (label, config, peers, scenario) in enumerate(STEPS):
+                if a.only and label not in a.only:
+                    continue
                 if (config, peers) != applied:
                     # The peers beyond the step's count are retired in the inventory: no proxy lists them
                     # as a DMQ peer (a stopped peer stays in a DMQ node list that was told of it).
                     for rank, name in enumerate(list(PROXIES)[1:]):
                         hosts[name]["groups"] = ["kamailio"] + (["retired"] if rank >= peers else [])
                     write_lab(work, hosts)
+                    # The previous step stopped the peers it did not use; a converge drains the retired
+                    # ones over RPC, so every proxy runs again first.
+                    for name in list(PROXIES)[1:]:
+                        ssh(f"198.18.0.{PROXIES[name]}", "systemctl start kamailio")
+                    require_nodes(list(PROXIES))
                     extra = os.path.join(work, f"vars-{index}.json")  # a file: the subscribers exceed an argument
                     with open(extra, "w") as fh:
                         json.dump(dict(common, **config), fh)
@@ -221,19 +288,28 @@ def main():
                 print(f"  {label}: {ok} ok {failed} failed; proxy1 CPU {1e6 * cpu[11] / ok:.0f} us per REGISTER, "
                       f"peers {[round(1e6 * cpu[m] / ok) for m in peer_nodes]} us, requests received "
                       f"{deltas['core:rcv_requests'] / ok:.2f}, "
-                      f"DMQ transactions {deltas['tm:UAC_transactions'] / ok:.2f}, "
+                      f"DMQ transactions {deltas['tmx:UAC_transactions'] / ok:.2f}, UDP drops {deltas['udp drops']}, "
                       f"missing on peers {list(missing.values())}", flush=True)
-                if label == "+ DMQ, 2 peers":
-                    ladders["proxy, DMQ to 2 peers"] = ladder(11, register, a.ladder, a.ladder_seconds,
-                                                              users_file(work, "l", ladder_users, False))
-            ladders["minimal registrar"] = ladder(MINIMAL, register, a.ladder, a.ladder_seconds,
+                if label in LADDER_STEPS:
+                    gaps = []
+
+                    def after_step(rate, peers=peer_nodes, gaps=gaps, label=label):
+                        gaps.append((rate, *completeness(11, peers)))
+                        print(f"    ladder {label} {rate}/s: missing on peers {list(gaps[-1][1].values())}, "
+                              f"read {gaps[-1][2]:.0f} s after, {gaps[-1][3]} still in flight", flush=True)
+
+                    ladders[f"proxy, {label}"] = ladder(11, register, a.ladder, a.ladder_seconds,
+                                                        users_file(work, f"l{index}", ladder_users, False),
+                                                        after_step=after_step)
+                    completeness_rows[label] = gaps
+            ladders["minimal registrar"] = ladder(MINIMAL, register, a.minimal_ladder, a.ladder_seconds,
                                                   users_file(work, "k", ladder_users, False))
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     print(f"\nREGISTER cost at {a.rate}/s offered for {a.seconds} s (per accepted REGISTER; CPU = Kamailio, all "
           f"processes, user+system)")
     print(f"{'configuration':24} {'ok':>6} {'fail':>5} {'CPU us':>7} {'peer CPU us':>12} {'rcv req':>7} "
-          f"{'DMQ tx':>7} {'missing on peers':>17}")
+          f"{'DMQ tx':>7} {'drops':>6} {'missing on peers':>17}")
     base_cpu = None
     for label, _peers, ok, failed, cpu, deltas, peer in rows:
         per = 1e6 * cpu / ok
@@ -241,7 +317,7 @@ def main():
         peer_cpu = " ".join(f"{1e6 * c / ok:.0f}" for c, _ in peer.values()) or "-"
         missing = " ".join(str(m) for _, m in peer.values()) or "-"
         print(f"{label:24} {ok:>6} {failed:>5} {per:>7.0f} {peer_cpu:>12} {deltas['core:rcv_requests'] / ok:>7.2f} "
-              f"{deltas['tm:UAC_transactions'] / ok:>7.2f} {missing:>17}")
+              f"{deltas['tmx:UAC_transactions'] / ok:>7.2f} {deltas['udp drops']:>6} {missing:>17}")
     dmq = {peers: 1e6 * cpu / ok for label, peers, ok, _f, cpu, _d, _p in rows if label.startswith("+ DMQ")}
     if base_cpu and dmq:
         print("marginal CPU per REGISTER of replication: " + ", ".join(
@@ -249,9 +325,14 @@ def main():
     for name, (best, steps) in ladders.items():
         print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
             f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
-    value = ratio(("the proxy with 2 peers", ladders["proxy, DMQ to 2 peers"][0]),
-                  ("the minimal registrar", ladders["minimal registrar"][0]))
-    print(f"ratio proxy with 2 peers / minimal registrar: {value:.2f} (goal 0.6)")
+    for label, gaps in completeness_rows.items():
+        print(f"completeness, {label}: " + "  ".join(
+            f"[{rate}/s missing {sum(missing.values())}, {left} in flight after {waited:.0f} s]"
+            for rate, missing, waited, left in gaps))
+    for label in (step for step in LADDER_STEPS if f"proxy, {step}" in ladders):
+        value = ratio((f"the proxy ({label})", ladders[f"proxy, {label}"][0]),
+                      ("the minimal registrar", ladders["minimal registrar"][0]))
+        print(f"ratio proxy ({label}) / minimal registrar: {value:.2f} (goal 0.6)")
 
 
 if __name__ == "__main__":

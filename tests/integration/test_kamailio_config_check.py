@@ -60,6 +60,10 @@ CASES = {
                                         ["ACC", "ACC_DB"], ["db_postgres"]),
     "no metrics, no CDRs, UDP only": ({"kamailio_metrics_enabled": False, "kamailio_cdr_target": "none",
                                       "kamailio_transports": ["udp"]}, [], []),
+    "replication backlog guard, one DMQ worker, no log context, qm": (
+        {"kamailio_dmq_max_pending": 2000, "kamailio_dmq_workers": 1, "kamailio_log_message_context": False,
+         "kamailio_memory_manager": "qm"},
+        ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD"], ["acc_json"]),
 }
 
 
@@ -95,7 +99,7 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
                          timeout=180, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     on = json.loads((tmp_path / "features.json").read_text())
-    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES"}
+    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES", "DMQ_GUARD"}
     assert set(on) & observed == set(features), on
     with open(os.path.join(ROOT, "roles", "kamailio", "files", "kamailio.cfg")) as fh:
         (tmp_path / "kamailio.cfg").write_text(fh.read())
