@@ -44,28 +44,25 @@ def parse_mode(value, where):
     return int(text, 8)
 
 
-def resolve_user(name, where):
+def _resolve(name, where, what, lookup):
+    """The numeric id of a user or group given by name (or id); -1 (leave as it is) for None."""
     if name is None:
         return -1
     text = str(name)
     try:
-        return pwd.getpwnam(text).pw_uid
+        return lookup(text)
     except (KeyError, ValueError):
         if text.isdigit():
             return int(text)
-    raise FileSetError(f"{where}: owner {text[:40]!r} is not a user on this host")
+    raise FileSetError(f"{where}: {what} {text[:40]!r} is not a {'user' if what == 'owner' else 'group'} on this host")
+
+
+def resolve_user(name, where):
+    return _resolve(name, where, "owner", lambda text: pwd.getpwnam(text).pw_uid)
 
 
 def resolve_group(name, where):
-    if name is None:
-        return -1
-    text = str(name)
-    try:
-        return grp.getgrnam(text).gr_gid
-    except (KeyError, ValueError):
-        if text.isdigit():
-            return int(text)
-    raise FileSetError(f"{where}: group {text[:40]!r} is not a group on this host")
+    return _resolve(name, where, "group", lambda text: grp.getgrnam(text).gr_gid)
 
 
 def check_path(path, where, option):
