@@ -139,6 +139,7 @@ options:
             command.
         type: str
 notes:
+  - The invocation returned (shown with C(-vvv)) gives each file's size in place of its content.
   - Content travels in the module's arguments; the set is meant for configuration files (up to a few
     MiB in all), not for large or binary files.
   - A file that holds secrets belongs in a task of its own with C(no_log=true) (the whole result,
@@ -306,9 +307,16 @@ def main():
     try:
         result = FileSet(module, params["files"], params["directories"], params["check"]).run()
     except FileSetError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
+        result = dict(exc.details, failed=True, msg=str(exc))
     except OSError as exc:
-        module.fail_json(msg=f"files: {exc.filename or ''}: {exc.strerror or exc}")
+        result = {"failed": True, "msg": f"files: {exc.filename or ''}: {exc.strerror or exc}"}
+    # The invocation shown with -vvv would repeat every file's content: its size stands for it.
+    for item in params["files"]:
+        if isinstance(item.get("content"), str):
+            item["content"] = f"[{len(item['content'].encode('utf-8', 'surrogateescape'))} bytes, not shown]"
+    if result.get("failed"):
+        result.pop("failed")
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -201,3 +201,4 @@ def test_bad_input_names_the_item_and_changes_nothing(run, tmp_path, files, extr
     failure = failure_of(run, filled(dict(extra, files=files)))
     assert failure["msg"] == filled(message)
     assert os.listdir(tmp_path) == ["a.txt"]
+
