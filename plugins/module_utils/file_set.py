@@ -244,6 +244,9 @@ class FileSet:
         for wanted in self.files:
             parent = os.path.dirname(wanted.dest)
             if not os.path.isdir(parent) and parent not in coming_directories:
+                if self.module.check_mode:  # an earlier task (a package) may make it in a real run
+                    wanted.content_differs = True
+                    continue
                 raise FileSetError(f"{wanted.where}: directory {parent} does not exist; list it in directories")
             try:
                 st = os.lstat(wanted.dest)

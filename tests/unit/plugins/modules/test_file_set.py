@@ -69,6 +69,14 @@ def test_check_mode_writes_nothing_and_says_what_would_change(run, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["f"] and (tmp_path / "f").read_text() == "old\n"
 
 
+def test_check_mode_takes_a_missing_directory_for_one_an_earlier_task_makes(run, tmp_path):
+    args = {"files": [{"dest": str(tmp_path / "pkg" / "f"), "content": "x\n"}]}
+    assert run(args, check_mode=True)["changed_dests"] == [str(tmp_path / "pkg" / "f")]
+    assert failure_of(run, args)["msg"] == (f"files[0] ({tmp_path / 'pkg' / 'f'}): directory {tmp_path / 'pkg'} "
+                                            "does not exist; list it in directories")
+    assert os.listdir(tmp_path) == []
+
+
 def test_diff_shows_content_and_attributes(run_module, tmp_path, monkeypatch):
     (tmp_path / "f").write_text("old\n")
     (tmp_path / "g").write_text("g\n")
