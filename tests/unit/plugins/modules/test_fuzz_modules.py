@@ -22,7 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ansible_collections.itsp.cluster.plugins.module_utils.sizing import catalog
-from ansible_collections.itsp.cluster.plugins.modules import cloud_facts, cloud_instances, instance_size, kamailio_rpc
+from ansible_collections.itsp.cluster.plugins.modules import (
+    cloud_facts,
+    cloud_instances,
+    file_set,
+    instance_size,
+    kamailio_rpc,
+)
 from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
 from module_harness import Exit, Fail, closed_port, patch_exits, set_module_args
 
@@ -221,6 +227,15 @@ MODULES = {
         "options": ("providers", "timeout", "metadata_endpoint", "private_ipv4", "public_ipv4", "validate",
                     "stun_server"),
     },
+    "file_set": {
+        "main": file_set.main,
+        "bases": ({"files": [{"dest": "{tmp}/out.cfg", "content": "a = 1\n", "mode": "0640"}]},
+                  {"directories": [{"path": "{tmp}/stage", "mode": "0700"}],
+                   "files": [{"dest": "{tmp}/unrelated.txt", "content": "not a catalog, keep me\n"},
+                             {"dest": "{tmp}/main.cfg", "content": "main\n", "checked": True}],
+                   "check": {"command": ["true"], "stage_dir": "{tmp}/stage", "name": "the check"}}),
+        "options": ("files", "directories", "check", "check.command", "check.stage_dir", "check.name"),
+    },
 }
 
 # The crashers issue 10 names, each first in its module's list.
@@ -239,6 +254,8 @@ KNOWN = {
     ),
     "kamailio_rpc": ((0, {"timeout": 1e308}), (0, {"timeout": "inf"})),
     "cloud_facts": ((0, {"timeout": 1e308}), (0, {"providers": ["metal", "aws"]})),
+    "file_set": ((0, {"files": [{"dest": "{tmp}/x", "content": "x", "mode": "u=rw"}]}),
+                 (1, {"check.stage_dir": "../../../etc/passwd"})),
 }
 
 
