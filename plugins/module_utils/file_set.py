@@ -16,6 +16,8 @@ import stat
 import tempfile
 
 OCTAL_MODE = re.compile(r"^0?[0-7]{3}$|^[0-7]{4}$")
+# In check mode, a user or group not on the host yet: one an earlier task (a package) makes in a real run.
+NOT_YET = -2
 DIFF_LIMIT = 64 * 1024
 
 
@@ -44,8 +46,9 @@ def parse_mode(value, where):
     return int(text, 8)
 
 
-def _resolve(name, where, what, lookup):
-    """The numeric id of a user or group given by name (or id); -1 (leave as it is) for None."""
+def _resolve(name, where, what, lookup, check_mode=False):
+    """The numeric id of a user or group given by name (or id); -1 (leave as it is) for None;
+    NOT_YET for a name the host does not know, in check mode."""
     if name is None:
         return -1
     text = str(name)
@@ -54,15 +57,17 @@ def _resolve(name, where, what, lookup):
     except (KeyError, ValueError):
         if text.isdigit():
             return int(text)
+    if check_mode:
+        return NOT_YET
     raise FileSetError(f"{where}: {what} {text[:40]!r} is not a {'user' if what == 'owner' else 'group'} on this host")
 
 
-def resolve_user(name, where):
-    return _resolve(name, where, "owner", lambda text: pwd.getpwnam(text).pw_uid)
+def resolve_user(name, where, check_mode=False):
+    return _resolve(name, where, "owner", lambda text: pwd.getpwnam(text).pw_uid, check_mode)
 
 
-def resolve_group(name, where):
-    return _resolve(name, where, "group", lambda text: grp.getgrnam(text).gr_gid)
+def resolve_group(name, where, check_mode=False):
+    return _resolve(name, where, "group", lambda text: grp.getgrnam(text).gr_gid, check_mode)
 
 
 def check_path(path, where, option):
@@ -83,8 +88,8 @@ def sha1_of(path):
 
 
 def attributes_text(uid, gid, mode):
-    owner = pwd.getpwuid(uid).pw_name if _known_uid(uid) else str(uid)
-    group = grp.getgrgid(gid).gr_name if _known_gid(gid) else str(gid)
+    owner = pwd.getpwuid(uid).pw_name if _known_uid(uid) else "(not on the host yet)" if uid == NOT_YET else str(uid)
+    group = grp.getgrgid(gid).gr_name if _known_gid(gid) else "(not on the host yet)" if gid == NOT_YET else str(gid)
     return f"owner {owner}, group {group}, mode {mode:04o}\n"
 
 
@@ -132,7 +137,7 @@ def shape_problem(raw):
 
 
 class WantedFile:
-    def __init__(self, index, item):
+    def __init__(self, index, item, check_mode=False):
         self.index = index
         dest = item.get("dest")
         self.where = f"files[{index}]"
@@ -146,8 +151,8 @@ class WantedFile:
                     "itsp.cluster.file_set)") if given else "give one of template, src or content"
             raise FileSetError(f"{self.where}: no content: {hint}")
         self.data = content.encode("utf-8", "surrogateescape") if isinstance(content, str) else bytes(content)
-        self.uid = resolve_user(item.get("owner"), self.where)
-        self.gid = resolve_group(item.get("group"), self.where)
+        self.uid = resolve_user(item.get("owner"), self.where, check_mode)
+        self.gid = resolve_group(item.get("group"), self.where, check_mode)
         self.mode = parse_mode(item.get("mode"), self.where)
         self.checked = bool(item.get("checked"))
         self.validate = item.get("validate")
@@ -162,12 +167,12 @@ class WantedFile:
 
 
 class WantedDirectory:
-    def __init__(self, index, item):
+    def __init__(self, index, item, check_mode=False):
         self.where = f"directories[{index}]"
         self.path = check_path(item.get("path"), self.where, "path")
         self.where = f"directories[{index}] ({self.path})"
-        self.uid = resolve_user(item.get("owner"), self.where)
-        self.gid = resolve_group(item.get("group"), self.where)
+        self.uid = resolve_user(item.get("owner"), self.where, check_mode)
+        self.gid = resolve_group(item.get("group"), self.where, check_mode)
         self.mode = parse_mode(item.get("mode"), self.where)
 
 
@@ -185,13 +190,14 @@ def _apply_attributes(path, uid, gid, mode):
 
 class FileSet:
     """Compare, then (unless check mode) check and write. ``module`` gives run_command,
-    atomic_move, check_mode and _diff; nothing else of Ansible is used."""
+    check_mode and _diff; nothing else of Ansible is used."""
 
     def __init__(self, module, files, directories=None, check=None):
         self.module = module
-        self.directories = [WantedDirectory(i, item or {}) for i, item in enumerate(directories or [])]
+        check_mode = bool(module.check_mode)
+        self.directories = [WantedDirectory(i, item or {}, check_mode) for i, item in enumerate(directories or [])]
         # Indexes stay those of the list as given, items left out (only_if false) included.
-        self.files = [WantedFile(i, item or {}) for i, item in enumerate(files or [])
+        self.files = [WantedFile(i, item or {}, check_mode) for i, item in enumerate(files or [])
                       if (item or {}).get("only_if", True) is not False]
         seen = {}
         for wanted in self.files:
@@ -273,6 +279,23 @@ class FileSet:
             os.unlink(path)
             raise
         return path
+
+    @staticmethod
+    def _put_in_place(wanted):
+        """The new content replaces the file in one rename, with its owner, group and mode already
+        set (a secret is never readable by more than it should be, not even for an instant); what
+        the item leaves open keeps the old file's (or, for a new file, the umask's) value."""
+        if wanted.exists:
+            uid = wanted.before.st_uid if wanted.uid == -1 else wanted.uid
+            gid = wanted.before.st_gid if wanted.gid == -1 else wanted.gid
+            mode = stat.S_IMODE(wanted.before.st_mode) if wanted.mode is None else wanted.mode
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            uid, gid, mode = wanted.uid, wanted.gid, 0o666 & ~umask if wanted.mode is None else wanted.mode
+        _apply_attributes(wanted.temp, uid, gid, mode)
+        os.replace(wanted.temp, wanted.dest)
+        wanted.temp = None
 
     def _run_checked_group(self):
         stage_dir = self.check["stage_dir"]
@@ -357,9 +380,9 @@ class FileSet:
                 result["checked"] = True
             for wanted in differing:
                 if wanted.temp is not None:
-                    self.module.atomic_move(wanted.temp, wanted.dest)
-                    wanted.temp = None
-                _apply_attributes(wanted.dest, wanted.uid, wanted.gid, wanted.mode)
+                    self._put_in_place(wanted)
+                else:
+                    _apply_attributes(wanted.dest, wanted.uid, wanted.gid, wanted.mode)
         finally:
             for wanted in self.files:
                 if wanted.temp is not None and os.path.exists(wanted.temp):

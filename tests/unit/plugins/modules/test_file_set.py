@@ -77,6 +77,42 @@ def test_check_mode_takes_a_missing_directory_for_one_an_earlier_task_makes(run,
     assert os.listdir(tmp_path) == []
 
 
+def test_check_mode_takes_an_unknown_owner_or_group_for_one_an_earlier_task_makes(run, tmp_path):
+    # A fresh proxy: the group comes with the kamailio package, which a real run installs first.
+    (tmp_path / "f").write_text("x\n")
+    args = {"directories": [{"path": str(tmp_path / "d"), "group": "no-such-group-here"}],
+            "files": [{"dest": str(tmp_path / "f"), "content": "x\n", "group": "no-such-group-here"},
+                      {"dest": str(tmp_path / "g"), "content": "g\n", "owner": "no-such-user-here"}]}
+    done = run(args, check_mode=True)
+    assert done["changed_dests"] == [str(tmp_path / "f"), str(tmp_path / "g")]
+    assert done["changed_directories"] == [str(tmp_path / "d")]
+    assert failure_of(run, args)["msg"] == (f"directories[0] ({tmp_path / 'd'}): group 'no-such-group-here' is not "
+                                            "a group on this host")
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_a_file_appears_with_its_mode_already_set(run, tmp_path, monkeypatch):
+    # Written to a temporary file, then renamed: the rename must carry the wanted mode, so a secret
+    # is never world-readable under its own name, not even between a rename and a chmod.
+    (tmp_path / "old").write_text("old\n")
+    os.chmod(tmp_path / "old", 0o644)
+    seen = {}
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen[os.path.basename(dst)] = mode_of(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    run({"files": [{"dest": str(tmp_path / "new"), "content": "secret\n", "mode": "0600"},
+                   {"dest": str(tmp_path / "old"), "content": "secret\n", "mode": "0640"},
+                   {"dest": str(tmp_path / "open"), "content": "x\n"}]})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert seen == {"new": 0o600, "old": 0o640, "open": 0o666 & ~umask}
+    assert (mode_of(tmp_path / "new"), mode_of(tmp_path / "old")) == (0o600, 0o640)
+
+
 def test_diff_shows_content_and_attributes(run_module, tmp_path, monkeypatch):
     (tmp_path / "f").write_text("old\n")
     (tmp_path / "g").write_text("g\n")
