@@ -30,6 +30,7 @@ import time
 from benchlib import LABCTL, ROOT, require_answers, rpc_probe, sip_probe, site, timed
 
 from lab import load, sip
+from lab.standins.cloud import moto_env
 
 BOX = {"box1": 31}
 CLOUD = {"cloud1": 51, "cloud2": 52, "cloud3": 53}
@@ -74,10 +75,7 @@ def migrate(work, phase):
     """One phase through both inventories; (seconds, rc, the last lines of its output)."""
     # The lab's EC2 API for inventories/aws; the lab's login for every host (the aws inventory's
     # group_vars name the fleet's key pair and user, which the lab hosts do not have).
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", AWS_URL="http://198.18.0.1:5000", AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing")
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.pop(name, None)
+    env = moto_env("http://198.18.0.1:5000", dict(os.environ, ANSIBLE_NOCOLOR="1"))
     extra = dict(TEST_VARS, migrate_phase=phase, migrate_state_file=os.path.join(work, "state.json"),
                  migrate_sizing_redundancy=0, ansible_user="root", ansible_become=False,
                  ansible_ssh_private_key_file=LAB_KEY,

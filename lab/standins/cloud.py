@@ -39,6 +39,18 @@ AMI_ID = "ami-12c6146b"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+def moto_env(url, base=None):
+    """An environment for Ansible (AWS_URL) and boto3 that reaches moto at `url` with its fake
+    credentials, and none of the machine's own (profiles, credential files, a session token)."""
+    env = dict(os.environ if base is None else base, AWS_URL=url,
+               AWS_ACCESS_KEY_ID=FAKE_CREDENTIALS["aws_access_key_id"],
+               AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIALS["aws_secret_access_key"])
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+                 "AWS_SESSION_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
 def ansible_env(tmp_path):
     """Environment for running ansible/ansible-playbook against this checkout, with its own temp dirs."""
     return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),

@@ -17,6 +17,7 @@ import yaml
 from standins_fixtures import AMI_ID, ROOT, ansible_env, register_lab_instances
 
 from lab import labctl
+from lab.standins.cloud import moto_env
 
 moto_server = standins.moto_server
 clean_moto = standins.clean_moto
@@ -36,10 +37,7 @@ SPEC = {"hosts": [
 
 
 def inventory(moto, tmp_path, *args):
-    env = dict(ansible_env(tmp_path), AWS_URL=moto.url, AWS_ACCESS_KEY_ID="testing",
-               AWS_SECRET_ACCESS_KEY="testing")
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.pop(name, None)
+    env = moto_env(moto.url, ansible_env(tmp_path))
     result = subprocess.run([os.path.join(BIN, "ansible-inventory"), "-i", INVENTORY, *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

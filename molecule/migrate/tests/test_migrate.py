@@ -20,7 +20,7 @@ from testlib import PROJECT, platforms, sip
 
 from lab import load
 from lab.load import contacts, lab_exec, service_state
-from lab.standins.cloud import FAKE_CREDENTIALS
+from lab.standins.cloud import FAKE_CREDENTIALS, moto_env
 
 P = platforms()
 BOX = "box1"
@@ -45,15 +45,10 @@ def pub(name):
 def ansible_env(result_format="yaml"):
     """For ansible-playbook/-inventory with INVENTORIES: Molecule's (box1; how to reach every lab
     host) and the target's, inventories/aws (amazon.aws.aws_ec2) against the lab's EC2 API."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT=result_format,
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"), AWS_URL=LAB_AWS,
-               AWS_ACCESS_KEY_ID=FAKE_CREDENTIALS["aws_access_key_id"],
-               AWS_SECRET_ACCESS_KEY=FAKE_CREDENTIALS["aws_secret_access_key"])
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-                 "AWS_SESSION_TOKEN"):
-        env.pop(name, None)  # the lab's moto only: no credentials of the machine's own
-    return env
+    return moto_env(LAB_AWS, dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"),
+                                  ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
+                                  ANSIBLE_CALLBACK_RESULT_FORMAT=result_format,
+                                  ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections")))
 
 
 def playbook(phase, extra=None, check=False):
