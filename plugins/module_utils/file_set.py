@@ -6,6 +6,7 @@ those that differ, in one pass. Kept apart from the module so it can be tested w
 Everything the set needs is checked before anything is touched: a bad item, a failing per-file
 validate command or a failing check of the checked group leaves every file as it was."""
 
+import contextlib
 import grp
 import hashlib
 import os
@@ -321,10 +322,17 @@ class FileSet:
                                f"{(err or out).strip()[-400:]}", rc=rc, stdout=out, stderr=err)
 
     def _create_directories(self, changed):
+        """The directories this run made (deepest last), so a set refused later can take them back."""
+        made = []
         for wanted in changed:
             if not os.path.isdir(wanted.path):
+                missing = wanted.path
+                while not os.path.isdir(os.path.dirname(missing)):
+                    missing = os.path.dirname(missing)
                 os.makedirs(wanted.path, mode=0o700 if wanted.mode is None else 0o700 & wanted.mode)
+                made += [missing, *_parents_below(wanted.path, missing)]
             _apply_attributes(wanted.path, wanted.uid, wanted.gid, wanted.mode)
+        return made
 
     def _diff(self, wanted):
         header = wanted.dest
@@ -368,7 +376,7 @@ class FileSet:
             result["diff"] = [self._diff(f) for f in differing]
         if self.module.check_mode:
             return result
-        self._create_directories(coming)
+        made = self._create_directories(coming)
         try:
             for wanted in (f for f in self.files if f.content_differs):
                 wanted.temp = self._write_temp(os.path.dirname(wanted.dest), os.path.basename(wanted.dest),
@@ -383,11 +391,30 @@ class FileSet:
                     self._put_in_place(wanted)
                 else:
                     _apply_attributes(wanted.dest, wanted.uid, wanted.gid, wanted.mode)
+        except FileSetError:
+            self._remove_temps()
+            for path in reversed(made):  # refused: the directories this run made go too
+                with contextlib.suppress(OSError):  # a stage directory keeps the refused set to look at
+                    os.rmdir(path)
+            raise
         finally:
-            for wanted in self.files:
-                if wanted.temp is not None and os.path.exists(wanted.temp):
-                    os.unlink(wanted.temp)
+            self._remove_temps()
         return result
+
+    def _remove_temps(self):
+        for wanted in self.files:
+            if wanted.temp is not None and os.path.exists(wanted.temp):
+                os.unlink(wanted.temp)
+            wanted.temp = None
+
+
+def _parents_below(path, top):
+    """The directories from below `top` down to `path` itself, top-down."""
+    below = []
+    while path != top:
+        below.append(path)
+        path = os.path.dirname(path)
+    return reversed(below)
 
 
 def _is_utf8(raw):

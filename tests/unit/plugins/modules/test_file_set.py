@@ -91,6 +91,13 @@ def test_check_mode_takes_an_unknown_owner_or_group_for_one_an_earlier_task_make
     assert sorted(os.listdir(tmp_path)) == ["f"]
 
 
+def test_a_refused_set_takes_back_the_directories_it_made(run, tmp_path):
+    args = {"directories": [{"path": str(tmp_path / "new" / "deeper")}],
+            "files": [{"dest": str(tmp_path / "new" / "deeper" / "f"), "content": "x\n", "validate": "false %s"}]}
+    assert "validate rejected the new content; nothing was changed" in failure_of(run, args)["msg"]
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_file_appears_with_its_mode_already_set(run, tmp_path, monkeypatch):
     # Written to a temporary file, then renamed: the rename must carry the wanted mode, so a secret
     # is never world-readable under its own name, not even between a rename and a chmod.
