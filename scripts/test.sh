@@ -50,10 +50,16 @@ done
 python - "$results" "${failed[@]}" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
 passed = failed = skipped = 0
-for path in glob.glob(sys.argv[1] + "/*.xml"):
-    for suite in ET.parse(path).getroot().iter("testsuite"):
+for path in sorted(glob.glob(sys.argv[1] + "/*.xml")):
+    root = ET.parse(path).getroot()
+    for suite in root.iter("testsuite"):
         t, f, e, s = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
         passed += t - f - e - s; failed += f + e; skipped += s
+    # The end of the output is what a CI page shows: name every failed test there, with its message.
+    for case in root.iter("testcase"):
+        for bad in list(case.findall("failure")) + list(case.findall("error")):
+            message = " ".join((bad.get("message") or bad.text or "").split())[:600]
+            print(f"FAILED {path.rsplit('/', 1)[-1]}: {case.get('classname')}::{case.get('name')}: {message}")
 steps = sys.argv[2:]
 if steps:
     print("failed steps: " + ", ".join(steps))
