@@ -18,10 +18,12 @@ proxy3 on 127.0.60.13, that keeps running). Per mode:
      proxy1 (it holds every registration it answered 200) but not on proxy2.
 
 Modes: "repair off" (kamailio_dmq_repair_stall 0, the negative control: the gap must stay) and
-"repair on" (the role's default). Printed: answered 200/failed, the gap after the load, the gap at
-the end, when it reached 0 (seconds after the resume), and the sync's cost read from the answering
-peers' counters (KDMQ messages they sent, at most how long it took, so at least how many contacts/s). A negative control
-that ends without a gap means the stall did not produce one: the run fails (it cannot tell).
+"repair on" (the role's default; at the end proxy2 is stopped once more, --second-stall s, to see
+kamailio_dmq_repair_interval refuse a second repair within 300 s). Printed: answered 200/failed,
+the gap 17 s after the resume (before any repair), the gap at the end, when it reached 0 (seconds
+after the resume), and the sync's cost read from the answering peers' counters (KDMQ messages they
+sent, at most how long it took, so at least how many contacts/s). A negative control that ends
+without a gap means the stall did not produce one: the run fails (it cannot tell).
 Load is bounded: SIPp with -m, -timeout, -recv_timeout and an outer timeout -s INT.
 """
 
@@ -257,16 +259,25 @@ def run_mode(work, label, repair, a):
         after_load = min(series, key=lambda s: abs(s[0] - 17))[1]
         # The sync's cost: KDMQ messages the answering peers sent after the load (pings aside, the
         # sync's batches).
-        # From the last sample before the first burst to the last sample of one: at most that long.
-        steps = [i for i in range(1, len(sent)) if sent[i][1] - sent[i - 1][1] > 1]
+        # From the last sample before the first burst to the last sample of one: at most that long
+        # (a burst: more KDMQs between two samples than the peers' pings, a few every 15 s).
+        steps = [i for i in range(1, len(sent)) if sent[i][1] - sent[i - 1][1] > 5]
         sync = (sent[steps[0] - 1][0], sent[steps[-1]][0], sent[-1][1] - sent[0][1]) if steps else None
+        if repair and a.second_stall:
+            # A second stall within kamailio_dmq_repair_interval (300 s): noticed, not repaired again.
+            p2.signal(signal.SIGSTOP)
+            time.sleep(a.second_stall)
+            p2.signal(signal.SIGCONT)
+            time.sleep(23)
         asked = p2.log_lines("dmq repair: asking")
+        refused = p2.log_lines("not asking again")
         frozen = p2.log_lines("was frozen for")
         return {"label": label, "ok": ok, "failed": failed, "preload": preload_ok,
                 "held": p1.stat("location_contacts"), "copied": p2.stat("location_contacts"),
                 "after_load": after_load, "end": series[-1][1], "repaired_at": repaired_at, "series": series,
-                "sync": sync, "asked": len(asked), "frozen": frozen[-1].split("frozen for ")[-1] if frozen else "",
-                "kdmq_during_load": sent[0][1] - sent0, "others_gap": others_gap}
+                "sync": sync, "asked": len(asked), "frozen": frozen[0].split("frozen for ")[-1] if frozen else "",
+                "kdmq_during_load": sent[0][1] - sent0, "others_gap": others_gap,
+                "refused": len(refused), "frozen_count": len(frozen)}
     finally:
         for p in proxies.values():
             p.stop()
@@ -281,13 +292,16 @@ def main():
     p.add_argument("--preload-rate", type=int, default=1000)
     p.add_argument("--watch", type=int, default=80, help="seconds the gap is followed after the load")
     p.add_argument("--only", choices=["off", "on"], help="one mode only")
+    p.add_argument("--second-stall", type=int, default=22,
+                   help="with the repair on, stop proxy2 again this long (> 20 s) to see the interval bound it; 0 = no")
     p.add_argument("--nodes", type=int, choices=[2, 3], default=2,
                    help="proxies (with 3, proxy3 keeps running and answers proxy2's sync too)")
     a = p.parse_args()
     if not (1 <= a.rate <= 500 and 5 <= a.seconds <= 120 and 31 <= a.stall < a.seconds
-            and 0 <= a.preload <= 200000 and 100 <= a.preload_rate <= 5000 and 30 <= a.watch <= 300):
+            and 0 <= a.preload <= 200000 and 100 <= a.preload_rate <= 5000 and 30 <= a.watch <= 300
+            and (a.second_stall == 0 or 21 <= a.second_stall <= 60)):
         p.error("rate 1..500/s for 5..120 s, a stall of 31 s .. the load's length, preload up to 200000 "
-                "at 100..5000/s, watch 30..300 s (bounded load)")
+                "at 100..5000/s, watch 30..300 s, a second stall of 0 or 21..60 s (bounded load)")
     NODES.clear()
     NODES.update({f"proxy{i}": f"127.0.60.{10 + i}" for i in range(1, a.nodes + 1)})
     modes = [("repair off (negative control)", False), ("repair on", True)]
@@ -315,6 +329,9 @@ def main():
               f"{r['end']:>10} {repaired:>9} {sync:>28}")
         print(f"{'':30} proxy2 saw itself frozen: {r['frozen'] or 'not logged'}; repairs asked: {r['asked']}"
               + (f"; proxy3 lacks {r['others_gap']} at the end" if a.nodes > 2 else ""))
+        if r["label"] == "repair on" and a.second_stall:
+            print(f"{'':30} a second stall of {a.second_stall} s within the interval: stalls seen "
+                  f"{r['frozen_count']}, repairs asked {r['asked']}, refused by the interval {r['refused']}")
     control = next((r for r in results if not r["label"].startswith("repair on")), None)
     if control and control["end"] <= 0:
         raise BenchFailure("the negative control (repair off) ended without a gap: the stall did not lose "
