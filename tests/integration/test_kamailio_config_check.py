@@ -17,28 +17,7 @@ MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 pytestmark = pytest.mark.skipif(not os.path.exists(KAMAILIO),
                                 reason=f"{KAMAILIO} is absent (apt-get install kamailio; scripts/bootstrap.sh does)")
 
-PLAYBOOK = """
-- name: Render the kamailio role's configuration for one combination
-  hosts: proxy1
-  gather_facts: false
-  tasks:
-    - name: Settle addresses, features and topology as the role does
-      ansible.builtin.include_role:
-        name: itsp.cluster.kamailio
-        tasks_from: addresses.yml
-        public: true
-    - name: Render the site values the routing includes
-      ansible.builtin.template:
-        src: "{{ root }}/roles/kamailio/templates/{{ item }}.j2"
-        dest: "{{ out }}/{{ item }}"
-        mode: "0644"
-      loop: [kamailio-local.cfg, dmq-peers.cfg]
-    - name: Say which features are on
-      ansible.builtin.copy:
-        content: "{{ __kamailio_features | to_json }}"
-        dest: "{{ out }}/features.json"
-        mode: "0644"
-"""
+PLAYBOOK = os.path.join(ROOT, "tests", "integration", "render_kamailio.yml")
 
 DBTEXT_TABLES = {
     "version": "id(int,auto) table_name(string) table_version(int) \n1:rtpengine:1\n2:address:6\n3:subscriber:7\n"
@@ -53,17 +32,18 @@ for table in ("blocked_prefix", "call_limit", "trunk"):
 
 DB_URL = "postgres://kamailio:a-lab-password@198.18.0.30:5432/kamailio"
 CASES = {
-    "metrics and CDRs in the journal": ({}, ["METRICS", "ACC", "ACC_JSON"], ["acc_json"]),
+    "metrics and CDRs in the journal": ({}, ["METRICS", "ACC", "ACC_JSON", "DMQ_REPAIR"], ["acc_json"]),
     "CDRs in the database": ({"kamailio_subscribers_source": "database", "kamailio_auth_db_url": DB_URL},
-                             ["METRICS", "ACC", "ACC_DB", "AUTH_POSTGRES"], ["db_postgres"]),
+                             ["METRICS", "ACC", "ACC_DB", "AUTH_POSTGRES", "DMQ_REPAIR"], ["db_postgres"]),
     "CDRs in a database of their own": ({"kamailio_cdr_db_url": DB_URL, "kamailio_metrics_enabled": False},
-                                        ["ACC", "ACC_DB"], ["db_postgres"]),
-    "no metrics, no CDRs, UDP only": ({"kamailio_metrics_enabled": False, "kamailio_cdr_target": "none",
-                                      "kamailio_transports": ["udp"]}, [], []),
+                                        ["ACC", "ACC_DB", "DMQ_REPAIR"], ["db_postgres"]),
+    "no metrics, no CDRs, UDP only, no repair after a stall": (
+        {"kamailio_metrics_enabled": False, "kamailio_cdr_target": "none", "kamailio_transports": ["udp"],
+         "kamailio_dmq_repair_stall": 0}, [], []),
     "replication backlog guard, one DMQ worker, no log context, qm": (
         {"kamailio_dmq_max_pending": 2000, "kamailio_dmq_workers": 1, "kamailio_log_message_context": False,
          "kamailio_memory_manager": "qm"},
-        ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD"], ["acc_json"]),
+        ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD", "DMQ_REPAIR"], ["acc_json"]),
 }
 
 
@@ -77,7 +57,6 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
     dbtext.mkdir()
     for name, content in DBTEXT_TABLES.items():
         (dbtext / name).write_text(content)
-    (tmp_path / "site.yml").write_text(PLAYBOOK)
     (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": {"kamailio": {"hosts": {
         "proxy1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                    "itsp_cloud": {"provider": "aws", "private_ipv4": "198.18.0.11", "public_ipv4": "203.0.113.11",
@@ -94,16 +73,17 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
         variables["kamailio_auth_secret"] = "a-lab-secret-of-enough-length"
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
-    res = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "site.yml"),
+    res = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), PLAYBOOK, "--limit", "proxy1",
                           "-e", json.dumps(variables)], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=180, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    on = json.loads((tmp_path / "features.json").read_text())
-    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES", "DMQ_GUARD"}
+    node = tmp_path / "proxy1"
+    on = json.loads((node / "run.json").read_text())["features"]
+    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES", "DMQ_GUARD", "DMQ_REPAIR"}
     assert set(on) & observed == set(features), on
     with open(os.path.join(ROOT, "roles", "kamailio", "files", "kamailio.cfg")) as fh:
-        (tmp_path / "kamailio.cfg").write_text(fh.read())
-    check = subprocess.run([KAMAILIO, "-c", "-f", str(tmp_path / "kamailio.cfg")], cwd=tmp_path,
+        (node / "kamailio.cfg").write_text(fh.read())
+    check = subprocess.run([KAMAILIO, "-c", "-f", str(node / "kamailio.cfg")], cwd=node,
                            capture_output=True, text=True, timeout=60, check=False)
     errors = [line for line in check.stderr.splitlines() if "ERROR" in line or "CRIT" in line]
     assert check.returncode == 0, (on, errors)
