@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A big box migrated to cloud instances under load, phase by phase: prints figures, asserts nothing.
 
-    flock /run/itsp-lab.lock .venv/bin/python bench/bench_migrate.py [--rates 1 4] [--users 200]  # as root
+    flock /run/itsp-lab.lock .venv/bin/python bench/bench_migrate.py [--rates 1 4] [--users 200] [--declared-rate N]
 
 Lab, per load level (a fresh lab each: retire is one way): box1, a single big box (Kamailio +
 rtpengine, DMQ on) built by site.yml from a small source inventory; cloud1-3 (proxies) and media5
@@ -13,7 +13,10 @@ box1 (through the cloud proxies for retire). Per phase: time, calls attempted an
 registrations synced per second, twice: the contacts a cloud proxy holds over the whole join run, and
 at least how many over the sync itself (the cloud proxies' contact counts polled during join: for
 the slowest proxy, from the last poll that saw it empty to the first that saw it full). A phase
-that fails ends that load level: its calls are still counted and its error printed. A summary
+that fails ends that load level: its calls are still counted and its error printed. The relays are
+told the call rate they get (rtpengine_calls_per_second, 3 x the level's rate: retire's; or
+--declared-rate, 0 for the limit the role wrote before it counted ended calls), keep rtpengine's
+30 s delete-delay, and get a port range that holds the sessions. A summary
 table ends the run. Load is bounded by -m, -timeout and an outer timeout; the lab is torn down
 after each level.
 """
