@@ -39,7 +39,7 @@ def test_session_limit_counts_the_ended_calls_it_holds(host):
     # rtpengine counts a deleted call against max-sessions until delete-delay after its delete:
     # the running daemon's limit is the concurrent calls plus calls/s x delete-delay
     # (200 + 16 x 2 with this scenario's variables and the role's default rate).
-    out = host.check_output("rtpengine-ctl -ip 127.0.0.1 -port 9900 get maxsessions")
+    out = host.check_output("rtpengine-ctl -ip 127.0.0.1 -port 9900 list maxsessions")
     print(f"{host.backend.get_hostname()}: {out}")
     assert re.search(r"\b232\b", out), out
 
