@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A big box migrated to cloud instances under load, phase by phase: prints figures, asserts nothing.
 
-    flock /run/itsp-lab.lock .venv/bin/python bench/bench_migrate.py [--rates 1 4] [--users 200]  # as root
+    flock /run/itsp-lab.lock .venv/bin/python bench/bench_migrate.py [--rates 1 4] [--users 200] [--declared-rate N]
 
 Lab, per load level (a fresh lab each: retire is one way): box1, a single big box (Kamailio +
 rtpengine, DMQ on) built by site.yml from a small source inventory; cloud1-3 (proxies) and media5
@@ -13,7 +13,10 @@ box1 (through the cloud proxies for retire). Per phase: time, calls attempted an
 registrations synced per second, twice: the contacts a cloud proxy holds over the whole join run, and
 at least how many over the sync itself (the cloud proxies' contact counts polled during join: for
 the slowest proxy, from the last poll that saw it empty to the first that saw it full). A phase
-that fails ends that load level: its calls are still counted and its error printed. A summary
+that fails ends that load level: its calls are still counted and its error printed. The relays are
+told the call rate they get (rtpengine_calls_per_second, 3 x the level's rate: retire's; or
+--declared-rate, 0 for the limit the role wrote before it counted ended calls), keep rtpengine's
+30 s delete-delay, and get a port range that holds the sessions. A summary
 table ends the run. Load is bounded by -m, -timeout and an outer timeout; the lab is torn down
 after each level.
 """
@@ -38,15 +41,24 @@ RELAY = {"media5": 55}
 PHASES = ["preflight", "build", "join", "shift", "drain", "retire"]
 LAB_KEY = "/var/cache/itsp-cluster/lab/ssh/id_ed25519"
 TEST_VARS = {"kamailio_auth_enabled": False, "kamailio_pike_enabled": False, "kamailio_rate_limit_requests": 0,
-             "kamailio_registrar_max_expires": 3600, "rtpengine_port_min": 30000, "rtpengine_port_max": 30999,
-             "rtpengine_max_calls": 200}
+             "kamailio_registrar_max_expires": 3600, "rtpengine_max_calls": 200}
+
+
+def relay_vars(rate, declared):
+    """The relays' workload for a level: 200 concurrent calls and `declared` calls/s (default 3 x rate:
+    retire sends the level's rate through each of the three cloud proxies to media5), rtpengine's
+    default delete-delay (30 s), and a port range of 4 ports per session the role will allow."""
+    cps = 3 * rate if declared is None else declared
+    sessions = TEST_VARS["rtpengine_max_calls"] + cps * 30
+    return {"rtpengine_calls_per_second": cps, "rtpengine_port_min": 30000,
+            "rtpengine_port_max": 30000 + max(4 * sessions, 1000) - 1}
 
 
 def pub(n):
     return f"203.0.113.{n}"
 
 
-def write_lab(work):
+def write_lab(work, test_vars):
     """The lab spec (the cloud hosts' ec2_roles become their EC2 itsp:role tags) and the source
     inventory (box1 only)."""
     hosts = [{"name": "box1", "private_ipv4": "198.18.0.31", "public_ipv4": pub(31), "cloud": "metal"}]
@@ -67,16 +79,16 @@ def write_lab(work):
     shutil.copy(os.path.join(ROOT, "inventories", "lab", "group_vars", "all.yml"),
                 os.path.join(work, "group_vars", "all.yml"))
     with open(os.path.join(work, "group_vars", "sip_nodes.yml"), "w") as fh:
-        json.dump(TEST_VARS, fh)
+        json.dump(test_vars, fh)
     return os.path.join(work, "spec.json")
 
 
-def migrate(work, phase):
+def migrate(work, phase, test_vars):
     """One phase through both inventories; (seconds, rc, the last lines of its output)."""
     # The lab's EC2 API for inventories/aws; the lab's login for every host (the aws inventory's
     # group_vars name the fleet's key pair and user, which the lab hosts do not have).
     env = moto_env("http://198.18.0.1:5000", dict(os.environ, ANSIBLE_NOCOLOR="1"))
-    extra = dict(TEST_VARS, migrate_phase=phase, migrate_state_file=os.path.join(work, "state.json"),
+    extra = dict(test_vars, migrate_phase=phase, migrate_state_file=os.path.join(work, "state.json"),
                  migrate_sizing_redundancy=0, ansible_user="root", ansible_become=False,
                  ansible_ssh_private_key_file=LAB_KEY,
                  ansible_ssh_common_args="-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
@@ -135,7 +147,7 @@ def lab_exec_int(name, command):
     return int(out) if out.isdigit() else out
 
 
-def bench_rate(rate, users):
+def bench_rate(rate, users, declared=None):
     """One load level on a fresh lab; (printed lines, {phase: (seconds, attempted, failed)}, join sync)."""
     lines, rows, sync = [], {}, None
 
@@ -144,7 +156,11 @@ def bench_rate(rate, users):
         print(line, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-migrate-") as work:
-        spec = write_lab(work)
+        test_vars = dict(TEST_VARS, **relay_vars(rate, declared))
+        say(f"rate {rate}/s: relays get rtpengine_max_calls {test_vars['rtpengine_max_calls']}, "
+            f"rtpengine_calls_per_second {test_vars['rtpengine_calls_per_second']}, delete-delay 30 s, ports "
+            f"{test_vars['rtpengine_port_min']}-{test_vars['rtpengine_port_max']}")
+        spec = write_lab(work, test_vars)
         try:
             timed(LABCTL + ["up", "--spec", spec], timeout=900)
             took, _ = site(os.path.join(work, "hosts.yml"))
@@ -162,7 +178,7 @@ def bench_rate(rate, users):
                 if phase == "join":
                     watch = SyncWatch(load.contacts("box1"))
                     watch.start()
-                took, rc, out = migrate(work, phase)
+                took, rc, out = migrate(work, phase, test_vars)
                 if watch:
                     watch.done.set()
                     watch.join()
@@ -214,12 +230,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rates", type=int, nargs="+", default=[1, 4])
     p.add_argument("--users", type=int, default=200)
+    p.add_argument("--declared-rate", type=int, default=None,
+                   help="calls/s the relays are told to expect (rtpengine_calls_per_second); default 3 x the "
+                        "level's rate, what retire sends to media5. 0 reproduces the old session limit (a negative "
+                        "control: retire must then lose calls at 4 calls/s)")
     a = p.parse_args()
     if not all(1 <= r <= 20 for r in a.rates) or not 1 <= a.users <= 5000:
         p.error("1..20 calls/s, up to 5000 users (bounded load only)")
     os.chdir(ROOT)
     subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
-    levels = {rate: bench_rate(rate, a.users) for rate in a.rates}
+    levels = {rate: bench_rate(rate, a.users, a.declared_rate) for rate in a.rates}
     print(summary(levels), flush=True)
 
 

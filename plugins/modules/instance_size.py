@@ -28,6 +28,11 @@ description:
     O(workload.srtp). G.711 at 20 ms is 50 packets/s and 87.2 kbit/s per direction. A relayed call
     is 4 streams through the relay (2 in, 2 out) - 200 packets/s and 174.4 kbit/s each way for
     G.711/20 ms - and holds 4 UDP ports (RTP and RTCP per leg). RTCP traffic is not counted.
+  - Ended calls - rtpengine keeps every deleted call (answered or not) for
+    O(calibration.rtpengine_delete_delay_s) seconds with its memory and ports, and counts it against its
+    session limit. A relay therefore holds its live calls plus relayed calls per second x delete-delay
+    sessions; memory and ports are sized for those sessions, media (CPU, packets, bandwidth) for the live
+    calls only.
   - Signalling - CPS x 14 SIP packets per call, registrations per second (endpoints / interval) x 4
     packets (digest challenge), keepalive OPTIONS (endpoints / O(workload.keepalive_interval)), 6 rtpengine
     control packets per relayed call. CPU per vCPU-second comes from O(calibration) - call setups,
@@ -387,6 +392,13 @@ options:
       ports_per_relayed_call:
         description: UDP ports per relayed call. Default 4 (RTP and RTCP per leg).
         type: int
+      rtpengine_delete_delay_s:
+        description:
+          - Seconds rtpengine keeps a deleted call (the rtpengine role's C(rtpengine_delete_delay)). Default 30
+            (rtpengine's default). Until then the call keeps its memory and ports and counts against
+            max-sessions, so a relay holds O(workload.calls_per_second) x this many ended calls besides the live
+            ones. 0 is allowed (deleted at once).
+        type: float
       os_reserve_mb:
         description: Memory per node kept for the OS. Default 512.
         type: int
@@ -526,8 +538,11 @@ plan:
           sets the count), C(count_driver) (load, redundancy, zone loss or one node per zone),
           C(utilisation) (percent per resource, C(normal) and C(after_failure)) and C(tuning).
         - C(tuning) holds C(kamailio_children), C(kamailio_tcp_children), C(kamailio_shm_memory_mb),
-          C(kamailio_pkg_memory_mb) for proxy nodes and C(rtpengine_port_min), C(rtpengine_port_max),
-          C(rtpengine_threads) for media nodes (both for combined nodes).
+          C(kamailio_pkg_memory_mb) for proxy nodes and C(rtpengine_max_calls), C(rtpengine_calls_per_second),
+          C(rtpengine_delete_delay), C(rtpengine_port_min), C(rtpengine_port_max), C(rtpengine_threads) for
+          media nodes (both for combined nodes) - one node's share after the worst failure, within the headroom;
+          the port range holds 4 ports for each of the rtpengine role's max-sessions (max calls + calls per
+          second x delete delay).
       type: list
       elements: dict
 replication:

@@ -81,6 +81,15 @@ RTPENGINE_CASES = {
               ["rtpengine_port_min/rtpengine_port_max: 40000-30000 is not an ascending range of ports"]),
     "calls": ({"rtpengine_port_min": 30000, "rtpengine_port_max": 30099, "rtpengine_max_calls": 100},
               ["rtpengine_port_min/rtpengine_port_max: 30000-30099 holds 100 ports, but rtpengine_max_calls=100"]),
+    # 200 calls fit 30000-30999 (800 ports), but 12 calls/s held 30 s after their delete make 560
+    # sessions: the relay would refuse calls (the bench_migrate retire phase before the fix).
+    "held": ({"rtpengine_port_min": 30000, "rtpengine_port_max": 30999, "rtpengine_max_calls": 200,
+              "rtpengine_calls_per_second": 12},
+             ["rtpengine_port_min/rtpengine_port_max: 30000-30999 holds 1000 ports, but rtpengine_max_calls=200 plus "
+              "rtpengine_calls_per_second=12 x rtpengine_delete_delay=30", "make 560 sessions, which need 2240 ports"]),
+    "held_fit": ({"rtpengine_port_min": 30000, "rtpengine_port_max": 32239, "rtpengine_max_calls": 200,
+                  "rtpengine_calls_per_second": 12}, None),
+    "negative_rate": ({"rtpengine_calls_per_second": -1}, ["rtpengine_port_min/rtpengine_port_max: 30000-40000"]),
     "sip_overlap": ({"rtpengine_port_min": 5000, "rtpengine_port_max": 65000},
                     ["rtpengine_port_min/rtpengine_port_max: 5000-65000 overlaps SIP"]),
     "ng_public": ({"__rtpengine_ng_address": "203.0.113.21"},

@@ -1,6 +1,7 @@
 """Calls with real RTP through a proxy and rtpengine behind the kernel 1-to-1 NAT."""
 
 import os
+import re
 import time
 
 import pytest
@@ -32,6 +33,15 @@ def test_rtpengine_running_with_the_nat_interface(host):
     else:
         assert f"interface = external/{me['private_ipv4']}!{me['public_ipv4']}\n" in conf
     assert "table = -1\n" in conf  # no kernel module in the lab: userspace, and said so
+
+
+def test_session_limit_counts_the_ended_calls_it_holds(host):
+    # rtpengine counts a deleted call against max-sessions until delete-delay after its delete:
+    # the running daemon's limit is the concurrent calls plus calls/s x delete-delay
+    # (200 + 16 x 2 with this scenario's variables and the role's default rate).
+    out = host.check_output("rtpengine-ctl -ip 127.0.0.1 -port 9900 list maxsessions")
+    print(f"{host.backend.get_hostname()}: {out}")
+    assert re.search(r"\b232\b", out), out
 
 
 def test_control_listens_on_the_private_address_only(host):
@@ -136,7 +146,9 @@ def test_relay_down_gives_a_sip_error_not_a_hang():
     ({"rtpengine_port_min": 40000, "rtpengine_port_max": 30000},
      "rtpengine_port_min/rtpengine_port_max: 40000-30000 is not an ascending range of ports"),
     ({"rtpengine_port_min": 30000, "rtpengine_port_max": 30099, "rtpengine_max_calls": 200},
-     "rtpengine_port_min/rtpengine_port_max: 30000-30099 holds 100 ports, but rtpengine_max_calls=200 needs 800"),
+     "rtpengine_port_min/rtpengine_port_max: 30000-30099 holds 100 ports, but rtpengine_max_calls=200 plus "
+     "rtpengine_calls_per_second=16 x rtpengine_delete_delay=2 (ended calls rtpengine holds until then) make 232 "
+     "sessions, which need 928 ports"),
     ({"rtpengine_interfaces": [{"name": "external", "address": "198.18.0.99", "advertise": "203.0.113.21"}]},
      "rtpengine_interfaces: 198.18.0.99 (external) is not bound on media1"),
     ({"rtpengine_interfaces": [{"name": "external", "address": "198.18.0.21", "advertise": "198.18.0.21"}]},

@@ -112,6 +112,10 @@ DEFAULT_CALIBRATION = {
     "rtpengine_port_min": 16384,
     "rtpengine_port_max_limit": 65535,
     "ports_per_relayed_call": 4,  # RTP + RTCP for each of the two legs
+    # rtpengine keeps a deleted call (its memory, its 4 ports, and its place under max-sessions)
+    # for delete-delay seconds: every call attempt holds a session that long after it ends. The
+    # rtpengine role's rtpengine_delete_delay (rtpengine's own default, 30 s).
+    "rtpengine_delete_delay_s": 30,
     "os_reserve_mb": 512,  # kernel, sshd, journald, node exporter
     # Packets per second an instance can move (in + out). Clouds do not publish this: an
     # ASSUMPTION, first matching rule (glob on the family, then on the type name) wins.
@@ -167,6 +171,8 @@ def positive_problem(where, number):
 
 
 NUMBER_KEYS = tuple(k for k, v in DEFAULT_CALIBRATION.items() if isinstance(v, (int, float)))
+# 0 is a meaning, not a mistake: rtpengine deletes ended calls at once.
+ZERO_OK_KEYS = ("rtpengine_delete_delay_s",)
 FRACTION_KEYS = ("kamailio_replication_cost", "kamailio_replication_send_cost", "ec2_up_to_baseline_fraction",
                  "ec2_internet_large_fraction")
 
@@ -183,6 +189,8 @@ def merge_calibration(overrides):
             raise SizingError(f"unknown calibration key '{key}'; known keys: {known}")
         if key in NUMBER_KEYS:
             problem = positive_problem(f"calibration.{key}", value)
+            if problem and key in ZERO_OK_KEYS and not isinstance(value, bool) and isinstance(value, (int, float)):
+                problem = None if value == 0 else f"calibration.{key} must be 0 or more (got {value!r})"
             if problem:
                 raise SizingError(problem)
             if key in FRACTION_KEYS and value > 1:
@@ -304,6 +312,7 @@ def normalise_workload(raw):
     stream = stream_figures(wl["codec"], wl["ptime"], wl["srtp"], wl["codec_bitrate_kbps"])
     wl["stream"] = stream
     wl["relayed_calls"] = wl["concurrent_calls"] * wl["media_relay_share"]
+    wl["relayed_calls_per_second"] = wl["calls_per_second"] * wl["media_relay_share"]
     wl["registrations_per_second"] = wl["registered_endpoints"] / float(wl["registration_interval"])
     wl["keepalives_per_second"] = (wl["registered_endpoints"] / float(wl["keepalive_interval"])
                                    if wl["keepalive_interval"] else 0.0)
@@ -433,9 +442,17 @@ def proxy_demand(itype, wl, calib):
     }
 
 
+def held_sessions(wl, calib):
+    """Ended calls rtpengine still holds at peak: each relayed attempt stays delete-delay seconds
+    after its delete, counted against max-sessions, with its memory and ports."""
+    return wl["relayed_calls_per_second"] * calib["rtpengine_delete_delay_s"]
+
+
 def media_demand(itype, wl, calib, forwarding):
-    """rtpengine's (fixed, variable) per resource."""
+    """rtpengine's (fixed, variable) per resource. Media (CPU, packets, bandwidth) comes from the live
+    calls; memory and ports from the sessions, the live calls and the ended ones still held."""
     relayed = wl["relayed_calls"]
+    sessions = relayed + held_sessions(wl, calib)
     stream = wl["stream"]
     pps = relayed * STREAMS_PER_RELAYED_CALL * stream["pps"]
     cpu = pps / calib[f"rtpengine_pps_per_vcpu_{forwarding}"]
@@ -445,11 +462,11 @@ def media_demand(itype, wl, calib, forwarding):
     gbps = relayed * (STREAMS_PER_RELAYED_CALL / 2) * stream["bps"] / 1e9
     return {
         "cpu": (0.0, cpu),
-        "memory_mb": (float(calib["rtpengine_base_mb"]), relayed * calib["rtpengine_call_bytes"] / MIB),
+        "memory_mb": (float(calib["rtpengine_base_mb"]), sessions * calib["rtpengine_call_bytes"] / MIB),
         "pps": (0.0, pps),
         "bandwidth_gbps": (0.0, gbps),
         "internet_gbps": (0.0, gbps * wl["media_internet_share"]),
-        "ports": (0.0, relayed * calib["ports_per_relayed_call"]),
+        "ports": (0.0, sessions * calib["ports_per_relayed_call"]),
     }
 
 
@@ -566,11 +583,20 @@ def tuning(role, itype, wl, calib, forwarding, survivors, headroom_pct):
             "kamailio_pkg_memory_mb": int(calib["kamailio_pkg_mb"]),
         })
     if role in ("media", "combined"):
-        media = media_demand(itype, wl, calib, forwarding)
-        ports = int(math.ceil(media["ports"][1] / survivors / keep))
+        # What one node must take after the worst failure, within the headroom: its live calls and its
+        # share of the call rate (the rtpengine role's max-sessions adds rate x delete-delay to the calls,
+        # and its preflight wants 4 ports per session: the range below holds exactly that).
+        max_calls = int(math.ceil(wl["relayed_calls"] / survivors / keep))
+        rate = math.ceil(round(wl["relayed_calls_per_second"] / survivors / keep * 10, 6)) / 10.0
+        delay = int(math.ceil(calib["rtpengine_delete_delay_s"]))
+        sessions = max(max_calls, 1) + int(math.ceil(round(rate * delay, 6)))
+        ports = sessions * int(calib["ports_per_relayed_call"])
         ports += ports % 2  # RTP on even ports, RTCP on the odd one above
         port_min = int(calib["rtpengine_port_min"])
         values.update({
+            "rtpengine_max_calls": max(max_calls, 1),
+            "rtpengine_calls_per_second": rate,
+            "rtpengine_delete_delay": delay,
             "rtpengine_port_min": port_min,
             "rtpengine_port_max": min(int(calib["rtpengine_port_max_limit"]), port_min + max(ports, 2) - 1),
             "rtpengine_threads": int(itype["vcpus"]),

@@ -1,6 +1,7 @@
 """The sizing model's arithmetic: per-stream figures, workload checks, demands, the fit test and
 the fleet-size definitions, each against numbers worked out by hand."""
 
+import math
 import random
 
 import pytest
@@ -100,9 +101,50 @@ def test_media_demand_per_relayed_call():
     assert demand["pps"] == (0.0, 200000.0)                       # 4 streams x 50 pps x 1000
     assert demand["bandwidth_gbps"][1] == pytest.approx(0.1744)   # 2 x 87.2 kbit/s x 1000
     assert demand["internet_gbps"][1] == pytest.approx(0.1744)
-    assert demand["ports"] == (0.0, 4000.0)
+    # Sessions: 1000 live calls + 10 calls/s held 30 s after their delete = 1300, 4 ports each.
+    assert demand["ports"] == (0.0, 5200.0)
     assert demand["cpu"] == (0.0, pytest.approx(0.4))             # 200k / 500k per vCPU
-    assert demand["memory_mb"] == (128.0, pytest.approx(1000 * 32768 / 1048576))
+    assert demand["memory_mb"] == (128.0, pytest.approx(1300 * 32768 / 1048576))
+
+
+def test_ended_calls_held_for_delete_delay_take_ports_and_memory_not_media():
+    # The bench_migrate retire phase: 12 calls/s of 4-s calls to one relay, about 48 live, and 12 x 30 = 360
+    # more held by rtpengine until delete-delay after their delete.
+    wl = workload(concurrent_calls=48, calls_per_second=12)
+    held = model.media_demand(itype(), wl, CALIB, "kernel")
+    assert model.held_sessions(wl, CALIB) == 360
+    assert held["ports"] == (0.0, (48 + 360) * 4.0)
+    assert held["memory_mb"][1] == pytest.approx((48 + 360) * 32768 / 1048576)
+    assert held["pps"] == (0.0, 48 * 4 * 50.0)                    # ended calls carry no media
+    # With delete-delay 0 (allowed: rtpengine then deletes at once) only the live calls count.
+    calib = model.merge_calibration({"rtpengine_delete_delay_s": 0})
+    assert model.media_demand(itype(), wl, calib, "kernel")["ports"] == (0.0, 48 * 4.0)
+    # Only relayed calls are held.
+    half = workload(concurrent_calls=48, calls_per_second=12, media_relay_share=0.5)
+    assert model.held_sessions(half, CALIB) == 180
+
+
+def test_tuning_gives_the_rtpengine_role_what_it_needs_for_the_held_sessions():
+    wl = workload(concurrent_calls=48, calls_per_second=12)
+    values = model.tuning("media", itype(vcpus=2), wl, CALIB, "kernel", survivors=1, headroom_pct=0)
+    assert (values["rtpengine_max_calls"], values["rtpengine_calls_per_second"],
+            values["rtpengine_delete_delay"]) == (48, 12.0, 30)
+    # The rtpengine role's max-sessions and its preflight's rule (4 ports per session) for these values:
+    sessions = values["rtpengine_max_calls"] + math.ceil(values["rtpengine_calls_per_second"]
+                                                        * values["rtpengine_delete_delay"])
+    assert sessions == 408
+    assert values["rtpengine_port_max"] - values["rtpengine_port_min"] + 1 == 4 * sessions
+    # Per node after the worst failure, within the headroom: 2 survivors, 30% kept free.
+    values = model.tuning("media", itype(vcpus=2), wl, CALIB, "kernel", survivors=2, headroom_pct=30)
+    assert values["rtpengine_max_calls"] == 35                     # ceil(48 / 2 / 0.7)
+    assert values["rtpengine_calls_per_second"] == 8.6             # 12 / 2 / 0.7 = 8.57, up to 0.1
+    assert values["rtpengine_port_max"] - values["rtpengine_port_min"] + 1 == 4 * (35 + 258)
+
+
+def test_a_zero_delete_delay_is_allowed_a_negative_one_is_not():
+    assert model.merge_calibration({"rtpengine_delete_delay_s": 0})["rtpengine_delete_delay_s"] == 0
+    with pytest.raises(SizingError, match=r"calibration.rtpengine_delete_delay_s must be 0 or more \(got -1\)"):
+        model.merge_calibration({"rtpengine_delete_delay_s": -1})
 
 
 def test_media_cpu_userspace_with_srtp():
@@ -268,8 +310,10 @@ def test_tuning_values():
     assert values["kamailio_pkg_memory_mb"] == 16
     assert values["rtpengine_threads"] == 8
     assert values["rtpengine_port_min"] == 16384
-    # 4000 calls x 4 ports / 2 survivors / 0.7 = 11428.6 -> 11430 (even)
-    assert values["rtpengine_port_max"] == 16384 + 11430 - 1
+    # 4000 calls / 2 survivors / 0.7 = 2857.1 -> 2858 calls; 10 calls/s / 2 / 0.7 = 7.14 -> 7.2 calls/s,
+    # x 30 s delete-delay = 216 held: 3074 sessions x 4 ports = 12296
+    assert (values["rtpengine_max_calls"], values["rtpengine_calls_per_second"]) == (2858, 7.2)
+    assert values["rtpengine_port_max"] == 16384 + 12296 - 1
     usrloc = 100000 * 2048 / 1048576
     shm_var = (4000 * 4096 + (10 * 2 + 100000 / 3600 * 2) * 5 * 4096) / 1048576
     assert values["kamailio_shm_memory_mb"] == model.round_up((64 + usrloc + shm_var / 2) / 0.7, 64)

@@ -122,14 +122,15 @@ def test_combined_wins_when_one_node_type_carries_both_cheaply():
 
 def test_separate_wins_when_media_needs_a_network_type():
     # The network type has the bandwidth but too little memory for a full location table; the
-    # CPU type has memory but little bandwidth, so combined nodes would need 12 of it.
+    # CPU type has memory but little bandwidth, so combined nodes would need 12 of it. The media fleet's
+    # count is set by ports: 20000 live calls + 200 calls/s held 30 s after their delete, 4 ports each.
     wl = model.normalise_workload({"concurrent_calls": 20000, "calls_per_second": 200,
                                    "registered_endpoints": 1000000, "registration_interval": 600})
     catalog = [static("cpu.4xlarge", 16, 32768, 0.5, 0.5), static("c6in.2xlarge", 8, 4096, 25.0, 0.9)]
     found = optimiser.optimise(catalog, wl, CALIB, optimiser.Target(max_instances=30, redundancy=1))
     assert found["topology"] == "separate"
     assert [(f.role, f.itype["name"], f.count, f.binding) for f in found["chosen"]] == [
-        ("proxy", "cpu.4xlarge", 2, "internet_gbps"), ("media", "c6in.2xlarge", 4, "pps")]
+        ("proxy", "cpu.4xlarge", 2, "internet_gbps"), ("media", "c6in.2xlarge", 5, "ports")]
     assert [(f.itype["name"], f.count, f.binding) for f in found["combined"]] == [
         ("cpu.4xlarge", 12, "bandwidth_gbps")]
 

@@ -51,11 +51,11 @@ def test_auto_takes_the_cheaper_topology(run):
     result = succeed(run, static_args())
     assert result["plan"]["topology"] == "combined"
     assert [(r["role"], r["instance_type"], r["count"]) for r in result["plan"]["roles"]] == [
-        ("combined", "net.2xlarge", 5)]
+        ("combined", "net.2xlarge", 6)]
     assert result["alternatives"] == {
-        "separate": {"cost_per_hour": 3.35, "fleets": ["3 x gp.xlarge (proxy)", "5 x net.2xlarge (media)"]},
-        "combined": {"cost_per_hour": 2.75, "fleets": ["5 x net.2xlarge (combined)"]}}
-    assert "Alternative separate: 3 x gp.xlarge + 5 x net.2xlarge, 3.3500 per hour" in result["table"]
+        "separate": {"cost_per_hour": 3.9, "fleets": ["3 x gp.xlarge (proxy)", "6 x net.2xlarge (media)"]},
+        "combined": {"cost_per_hour": 3.3, "fleets": ["6 x net.2xlarge (combined)"]}}
+    assert "Alternative separate: 3 x gp.xlarge + 6 x net.2xlarge, 3.9000 per hour" in result["table"]
 
 
 def test_separate_plan(run):
@@ -64,16 +64,20 @@ def test_separate_plan(run):
     plan = result["plan"]
     assert plan["topology"] == "separate"
     assert [(r["role"], r["instance_type"], r["count"]) for r in plan["roles"]] == [
-        ("proxy", "gp.xlarge", 3), ("media", "net.2xlarge", 5)]
-    assert plan["cost_per_hour"] == pytest.approx(3 * 0.2 + 5 * 0.55)
-    assert plan["cost_per_month"] == pytest.approx((3 * 0.2 + 5 * 0.55) * 730)
+        ("proxy", "gp.xlarge", 3), ("media", "net.2xlarge", 6)]
+    assert plan["cost_per_hour"] == pytest.approx(3 * 0.2 + 6 * 0.55)
+    assert plan["cost_per_month"] == pytest.approx((3 * 0.2 + 6 * 0.55) * 730)
     media = plan["roles"][1]
-    assert media["survivors"] == 3 and media["zones"] == 3
-    assert media["count_driver"] == "zone loss"
-    assert media["tuning"] == {"rtpengine_port_min": 16384, "rtpengine_port_max": 16384 + 38096 - 1,
-                               "rtpengine_threads": 8}
+    # Ports bind: 20000 live calls + 200 calls/s x 30 s delete-delay held = 26000 sessions x 4 ports; 5 nodes
+    # would leave 3 after a zone's loss, 34667 ports each, above 70% of 16384-65535.
+    assert media["survivors"] == 4 and media["zones"] == 3
+    assert media["count_driver"] == "zone loss" and media["binding"] == "ports"
+    # One node's share after the zone's loss within the headroom: 20000 / 4 / 0.7 -> 7143 calls,
+    # 200 / 4 / 0.7 -> 71.5 calls/s; max-sessions 7143 + 71.5 x 30 = 9288, 4 ports each.
+    assert media["tuning"] == {"rtpengine_max_calls": 7143, "rtpengine_calls_per_second": 71.5,
+                               "rtpengine_delete_delay": 30, "rtpengine_port_min": 16384,
+                               "rtpengine_port_max": 16384 + 4 * 9288 - 1, "rtpengine_threads": 8}
     assert max(u["after_failure"] for u in media["utilisation"].values() if u["after_failure"]) <= 70.0
-    assert media["utilisation"]["pps"]["after_failure"] == media["utilisation"][media["binding"]]["after_failure"]
     assert result["workload"]["stream_kbps"] == 87.2 and result["workload"]["stream_pps"] == 50.0
     assert result["catalog"]["source"] == "option"
     assert any("87.2 kbit/s per stream" in line for line in result["assumptions"])
@@ -93,6 +97,7 @@ def test_combined_forced(run):
     assert result["alternatives"]["separate"] is None
     assert set(result["plan"]["roles"][0]["tuning"]) == {
         "kamailio_children", "kamailio_tcp_children", "kamailio_shm_memory_mb", "kamailio_pkg_memory_mb",
+        "rtpengine_max_calls", "rtpengine_calls_per_second", "rtpengine_delete_delay",
         "rtpengine_port_min", "rtpengine_port_max", "rtpengine_threads"}
 
 
