@@ -130,6 +130,8 @@ def main():
         p.error("--variants mitogen needs --mitogen DIR")
     if a.hosts is not None and not 5 <= a.hosts <= 20:
         p.error("--hosts must be 5..20")
+    if a.save:
+        os.makedirs(a.save, exist_ok=True)
     if a.baseline:
         a.baseline = os.path.abspath(a.baseline)
         if not os.path.exists(os.path.join(a.baseline, "site.yml")):
