@@ -4,7 +4,7 @@ asserts nothing.
 
     flock /run/itsp-lab.lock .venv/bin/python bench/bench_converge.py [--runs 2] [--keep]   # as root
     .venv/bin/python bench/bench_converge.py --no-up --keep      # a lab you already hold the lock for
-    ... --variants as-is no-ssh-compression mitogen --mitogen DIR  # compare settings, runs interleaved
+    ... --variants as-is no-ssh-compression mitogen forks-25 --mitogen DIR  # compare settings, interleaved
     ... --baseline DIR          # also no-op runs of another checkout's site.yml (e.g. the last release:
                                 # git archive TAG | tar -x -C DIR), interleaved on the same lab
 
@@ -41,6 +41,8 @@ def variant_env(name, mitogen):
     if name == "mitogen":  # opt-in, controller side only: mitogen installed in --mitogen DIR
         return {"PYTHONPATH": mitogen, "ANSIBLE_STRATEGY": "mitogen_linear",
                 "ANSIBLE_STRATEGY_PLUGINS": os.path.join(mitogen, "ansible_mitogen", "plugins", "strategy")}
+    if name == "forks-25":  # more forks than hosts (ansible.cfg has 10): no task runs in waves
+        return {"ANSIBLE_FORKS": "25"}
     raise ValueError(name)
 
 
@@ -117,7 +119,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="leave the lab up (tear it down yourself, under the lock)")
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--variants", nargs="+", default=["as-is"],
-                   choices=["as-is", "no-ssh-compression", "mitogen"],
+                   choices=["as-is", "no-ssh-compression", "mitogen", "forks-25"],
                    help="no-op runs are repeated for each, interleaved (so load on the machine hits all alike)")
     p.add_argument("--mitogen", help="directory mitogen is installed in (pip install --target DIR mitogen)")
     p.add_argument("--baseline", help="another checkout: its site.yml is timed too (variant 'baseline', as-is "
@@ -130,6 +132,8 @@ def main():
         p.error("--variants mitogen needs --mitogen DIR")
     if a.hosts is not None and not 5 <= a.hosts <= 20:
         p.error("--hosts must be 5..20")
+    if a.save:
+        os.makedirs(a.save, exist_ok=True)
     if a.baseline:
         a.baseline = os.path.abspath(a.baseline)
         if not os.path.exists(os.path.join(a.baseline, "site.yml")):

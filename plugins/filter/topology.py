@@ -228,6 +228,26 @@ def relay_changes(results, url, disabled):
 
 
 
+def read_results(hostvars, hosts, name):
+    """The reads each of ``hosts`` registered as ``name`` (one kamailio_rpc call on the node itself),
+    shaped like a loop's registered results: [{item: host, result: ...}], in the order of ``hosts``.
+
+    A host whose read did not run, was skipped or failed is left out: whoever needs it reads it
+    itself. The sip_node role decides from these, one read per proxy, instead of every node reading
+    every proxy (N x (N - 1) calls)."""
+    out = []
+    for name_ in hosts or []:
+        try:
+            hv = hostvars[name_]
+        except KeyError:
+            continue
+        res = hv.get(name) if hasattr(hv, "get") else None
+        if not isinstance(res, dict) or res.get("failed") or res.get("skipped"):
+            continue
+        out.append({"item": name_, "result": res.get("result")})
+    return out
+
+
 def own_calls(dialogs):
     """Calls this proxy set up and still carries, from a ``dlg.list`` RPC result: dialogs not yet
     deleted (state 1-4) bound to one of this proxy's sockets. A dialog a peer replicated over DMQ
@@ -398,6 +418,7 @@ class FilterModule:
             "dispatcher_changes": dispatcher_changes,
             "own_calls": own_calls,
             "relay_changes": relay_changes,
+            "read_results": read_results,
             "proxy_topology": proxy_topology,
             "vrrp_pair": vrrp_pair,
         }

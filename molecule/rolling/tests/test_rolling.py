@@ -4,6 +4,7 @@ counted on every node; the negative control (everything at once, no drain) must 
 The tests run in file order and share the cluster."""
 
 import os
+import re
 import tempfile
 import threading
 import time
@@ -14,7 +15,7 @@ from testlib import LAST_RUN, ansible_host, converge, platforms, rtp_kept, sip
 from testlib import media_call_across as shared_media_call_across
 
 from lab import load
-from lab.load import Watch, contacts, lab_exec, service_state
+from lab.load import KAMCTL, Watch, contacts, lab_exec, service_state
 
 P = platforms()
 PROXIES = ["proxy1", "proxy2", "proxy3"]
@@ -69,7 +70,7 @@ def _print_load(label, results):
 
 
 def test_drain_passes_new_calls_on_and_status_shows_it(population):
-    rc, failures = converge("proxy2", {"sip_node_state": "drained", "sip_node_drain_timeout": 30},
+    rc, failures = converge("proxy2:media1", {"sip_node_state": "drained", "sip_node_drain_timeout": 30},
                             playbook="playbooks/drain.yml")
     assert rc == 0, failures
     assert "| CHANGED" in LAST_RUN["stdout"], LAST_RUN["stdout"][-1500:]
@@ -98,11 +99,25 @@ def test_drain_passes_new_calls_on_and_status_shows_it(population):
         print("Record-Route of a call given to the draining proxy:", rrs)
         assert rrs and all(pub("proxy2") not in rr for rr in rrs), rrs
         # Draining again changes nothing.
-        rc, _ = converge("proxy2", {"sip_node_state": "drained", "sip_node_drain_timeout": 30},
+        rc, _ = converge("proxy2:media1", {"sip_node_state": "drained", "sip_node_drain_timeout": 30},
                          playbook="playbooks/drain.yml")
         assert rc == 0 and "| CHANGED" not in LAST_RUN["stdout"], LAST_RUN["stdout"][-1500:]
+        # Left drained (no itsp_maintenance), both are put back into service by a site.yml that
+        # changes nothing else: its undrain safety net, deciding from one read of each proxy's
+        # sets. The same checks read them drained before it (they can fail).
+        left_drained = in_service_seen()
+        print("left drained:", left_drained)
+        assert left_drained == {"proxy2 health": 503, "proxy2 in proxy1's set": "I",
+                                "media1 in proxy1's relays": "1(permanent)",
+                                "media1 in proxy2's relays": "1(permanent)"}, left_drained
+        rc, failures = converge("all")
+        assert rc == 0, failures
+        back = in_service_seen()
+        print("after site.yml:", back, "task results changed:", LAST_RUN["stdout"].count("| CHANGED"))
+        assert back == {"proxy2 health": 200, "proxy2 in proxy1's set": "A", "media1 in proxy1's relays": "0",
+                        "media1 in proxy2's relays": "0"}, back
     finally:
-        rc, failures = converge("proxy2", {"sip_node_state": "active"}, playbook="playbooks/drain.yml")
+        rc, failures = converge("proxy2:media1", {"sip_node_state": "active"}, playbook="playbooks/drain.yml")
     assert rc == 0, failures
     assert sip.request(pub("proxy2"), pub("proxy2"), method="OPTIONS")["final"] == 200
 
@@ -238,6 +253,21 @@ def test_a_node_failing_its_check_stops_the_roll(population):
     rc, failures = converge("kamailio", {"kamailio_log_level": 1})
     assert rc == 0, failures
     assert service_state("proxy3", "kamailio")[0] != proxy3_before
+
+
+def in_service_seen():
+    """Whether proxy2 and media1 are in service, as the cluster sees them: proxy2's health check,
+    its state in proxy1's dispatcher set of cluster members (first letter of the flags) and
+    media1's "disabled" in proxy1's and proxy2's relay sets."""
+    seen = {"proxy2 health": sip.request(pub("proxy2"), pub("proxy2"), method="OPTIONS")["final"]}
+    listing = lab_exec("proxy1", *KAMCTL, "dispatcher.list")
+    m = re.search(rf"URI: sip:{re.escape(P['proxy2']['private_ipv4'])}:5060\s+FLAGS: (\w)", listing)
+    seen["proxy2 in proxy1's set"] = m.group(1) if m else listing[-300:]
+    for proxy in ("proxy1", "proxy2"):
+        relays = lab_exec(proxy, *KAMCTL, "rtpengine.show", "all")
+        m = re.search(rf"url: udp:{re.escape(P['media1']['private_ipv4'])}:2223.*?disabled: (\S+)", relays, re.S)
+        seen[f"media1 in {proxy}'s relays"] = m.group(1) if m else relays[-300:]
+    return seen
 
 
 def _retired_inventory(*hosts):

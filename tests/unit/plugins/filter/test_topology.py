@@ -215,6 +215,27 @@ def test_relay_changes_only_where_the_relay_is_listed_in_the_other_state():
     assert relay_changes(results, url, disabled=False) == ["proxy2"]
 
 
+def test_read_results_take_each_nodes_own_read_and_leave_out_the_missing_ones():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import dispatcher_changes, read_results
+
+    listing = {"RECORDS": [{"SET": {"ID": 900, "TARGETS": [{"DEST": {"URI": "sip:198.18.0.11:5060", "FLAGS": "IP"}}]}}]}
+    hostvars = {
+        "proxy1": {"sets": {"changed": False, "result": {"RECORDS": []}}},
+        "proxy2": {"sets": {"changed": False, "result": listing}},
+        "proxy3": {"sets": {"failed": False, "error": {"message": "Method Not Found"}}},  # tolerated: no sets
+        "proxy4": {"sets": {"failed": True, "msg": "no answer"}},  # its peers read it themselves
+        "proxy5": {"sets": {"skipped": True}},
+        "proxy6": {},  # did not read in this play
+    }
+    hosts = ["proxy2", "proxy1", "proxy3", "proxy4", "proxy5", "proxy6", "gone"]
+    results = read_results(hostvars, hosts, "sets")
+    assert results == [{"item": "proxy2", "result": listing}, {"item": "proxy1", "result": {"RECORDS": []}},
+                       {"item": "proxy3", "result": None}]
+    # Shaped like a loop's registered results: the decisions take them as they took the peers' reads.
+    assert dispatcher_changes(results, "sip:198.18.0.11:5060", active=True) == [{"peer": "proxy2", "set": 900}]
+    assert read_results(hostvars, None, "sets") == []
+
+
 def test_scrape_targets_use_private_addresses_ports_and_name_each_node():
     hostvars = dict(HOSTVARS, proxy2=dict(HOSTVARS["proxy2"], kamailio_metrics_port=9600),
                     proxy3=dict(HOSTVARS["proxy3"], kamailio_metrics_enabled=False))
