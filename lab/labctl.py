@@ -767,7 +767,14 @@ def wait_host(name, pid, timeout=60.0):
     tail = ""
     with contextlib.suppress(OSError), open(os.path.join(RUN, f"host-{name}.log")) as fh:
         tail = fh.read()[-2000:]
-    raise LabError(f"host {name} did not boot within {timeout:.0f} s; its console:\n{tail}")
+    waiting = ""
+    if leader and pid_alive(pid):
+        # What systemd inside is still waiting for (the console says nothing about it).
+        res = sh("nsenter", "-t", str(leader), "-a", "sh", "-c",
+                 "systemctl is-system-running; systemctl list-jobs --no-pager; systemctl --failed --no-pager",
+                 check=False, capture=True, timeout=10)
+        waiting = f"; systemd in it says:\n{res.stdout.strip()}"
+    raise LabError(f"host {name} did not boot within {timeout:.0f} s{waiting}\nits console:\n{tail}")
 
 
 def wait_ssh(h, timeout=30.0):
