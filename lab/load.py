@@ -29,6 +29,13 @@ def lab(*args, timeout=90):
                           check=False)
 
 
+def lab_ok(*args, timeout=90):
+    """labctl with these arguments, which must succeed: an AssertionError carries what it printed."""
+    res = lab(*args, timeout=timeout)
+    assert res.returncode == 0, f"labctl {' '.join(args)}: rc {res.returncode}\n{res.stderr[-3000:]}"
+    return res
+
+
 def lab_exec(name, *cmd, timeout=20):
     """Run a command on a lab host (through the lab's nsenter); its stdout, stripped."""
     return lab("exec", name, "--", *cmd, timeout=timeout).stdout.strip()

@@ -323,8 +323,9 @@ def vrrp_pair(hostvars, groups, me, group="keepalived", default_vrid=DEFAULT_VRI
     """The VRRP instance ``me`` runs with its partner: an active-passive pair is exactly the two
     hosts of ``group``, sharing keepalived_vip (in both hosts' subnet, neither's own address) and
     keepalived_virtual_router_id (used by no other pair on that network), with different
-    keepalived_priority. Returns {address, peers, vip, prefix, vrid, priority, problems}: problems
-    lists what is wrong, each naming the variable to fix (the role's preflight stops on them)."""
+    keepalived_priority. Returns {address, peers, vip, prefix, vrid, priority, preferred, problems}:
+    preferred is true on the box with the higher priority; problems lists what is wrong, each naming
+    the variable to fix (the role's preflight stops on them)."""
     members = list(groups.get(group) or [])
     problems = []
     if len(members) != 2:
@@ -372,6 +373,7 @@ def vrrp_pair(hostvars, groups, me, group="keepalived", default_vrid=DEFAULT_VRI
                             f"(keepalived_vip_prefix {prefix})")
         elif vip_address in (subnet.network_address, subnet.broadcast_address) and prefix < 31:
             problems.append(f"keepalived_vip: {vip} is the network or broadcast address of {subnet}")
+    theirs = None
     if len(members) == 2 and priority is not None:
         other = [n for n in members if n != me]
         theirs = _int_in(hv[other[0]].get("keepalived_priority", default_priority), 1, 254) if other else None
@@ -398,7 +400,8 @@ def vrrp_pair(hostvars, groups, me, group="keepalived", default_vrid=DEFAULT_VRI
                 break
     peers = [node_address(hv[n]) for n in members if n != me]
     return {"address": address, "peers": peers, "vip": vip, "prefix": prefix, "vrid": vrid,
-            "priority": priority, "problems": list(dict.fromkeys(problems))}
+            "priority": priority, "preferred": priority is not None and (theirs is None or priority > theirs),
+            "problems": list(dict.fromkeys(problems))}
 
 
 class FilterModule:

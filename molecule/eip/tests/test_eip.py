@@ -17,7 +17,7 @@ import pytest
 from testlib import PROJECT, ansible_host, converge, sip
 
 from lab.failover import CallLoad, Prober, outage, vrrp_state, wait_for
-from lab.load import contacts, lab, lab_exec, wait_contacts
+from lab.load import contacts, lab, lab_exec, lab_ok, wait_contacts
 from lab.standins.cloud import MotoServer
 
 EIP = "203.0.113.31"
@@ -124,7 +124,7 @@ def test_power_off_the_holder_moves_the_address_through_keepalived_under_load():
 
 def test_the_old_holder_comes_back_as_backup_and_the_address_stays():
     down = [n for n in HOSTS if n != holder()][0]
-    assert lab("power-on", down, timeout=120).returncode == 0
+    lab_ok("power-on", down, timeout=120)
     assert wait_for(lambda: vrrp_state(down) == "BACKUP", 60), vrrp_state(down)
     # It pulls the registrations back over DMQ.
     assert wait_for(lambda: contacts(down) >= USERS, 30), contacts(down)

@@ -21,8 +21,14 @@ GROUPS = {"all": ["box1", "box2"], "bigbox": ["box1", "box2"]}
 def test_a_good_pair_names_the_partner_and_the_instance():
     assert vrrp_pair(pair(), GROUPS, "box1", group="bigbox") == {
         "address": "198.18.0.31", "peers": ["198.18.0.32"], "vip": "198.18.0.30", "prefix": 24, "vrid": 30,
-        "priority": 150, "problems": []}
+        "priority": 150, "preferred": True, "problems": []}
     assert vrrp_pair(pair(), GROUPS, "box2", group="bigbox")["peers"] == ["198.18.0.31"]
+
+
+def test_only_the_box_with_the_higher_priority_is_preferred():
+    assert vrrp_pair(pair(), GROUPS, "box2", group="bigbox")["preferred"] is False
+    swapped = pair(box1__keepalived_priority=90)
+    assert [vrrp_pair(swapped, GROUPS, b, group="bigbox")["preferred"] for b in ("box1", "box2")] == [False, True]
 
 
 @pytest.mark.parametrize("overrides, groups, problem", [
