@@ -304,9 +304,17 @@ def main():
                         print(f"    ladder {label} {rate}/s: missing on peers {list(gaps[-1][1].values())}, "
                               f"read {gaps[-1][2]:.0f} s after, {gaps[-1][3]} still in flight", flush=True)
 
-                    ladders[f"proxy, {label}"] = printed_ladder(
-                        label, 11, register, a.ladder, a.ladder_seconds,
-                        users_file(work, f"l{index}", ladder_users, False), after_step=after_step)
+                    _, steps = printed_ladder(label, 11, register, a.ladder, a.ladder_seconds,
+                                              users_file(work, f"l{index}", ladder_users, False),
+                                              after_step=after_step)
+                    # Clean = every REGISTER answered 200 AND the step added nothing to any peer's gap:
+                    # a 200 the peers never got is not a clean answer (the shm-exhausted proxy gave many).
+                    complete, before_step = [], {}
+                    for (rate, ok, failed, _cpu), (_rate, missing, _waited, _left) in zip(steps, gaps):
+                        if all(missing[m] <= before_step.get(m, 0) for m in missing):
+                            complete.append((rate, rate * a.ladder_seconds, ok, failed))
+                        before_step = missing
+                    ladders[f"proxy, {label}"] = (best_clean(complete), steps)
                     completeness_rows[label] = gaps
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
@@ -327,7 +335,7 @@ def main():
         print("marginal CPU per REGISTER of replication: " + ", ".join(
             f"{k} peer{'s' if k > 1 else ''}: +{v - base_cpu:.0f} us" for k, v in sorted(dmq.items())))
     for name, (best, steps) in ladders.items():
-        print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
+        print(f"ladder {name:24}: best clean (and complete) {best}/s  " + "  ".join(
             f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
     for label, gaps in completeness_rows.items():
         print(f"completeness, {label}: " + "  ".join(
