@@ -12,17 +12,18 @@ replies, usrloc inserts). The configurations change one thing at a time against 
 (replication, pike and rate limit off, no digest auth, 4 UDP workers):
 
     minimal registrar | base | + pike and rate limit | + digest auth (local table)
-    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers | 2 peers with the TLSF allocator,
-    and with TLSF and the replication backlog guard (--only picks some)
+    | + DMQ to 1, 2, 3 peers | 2 peers with 2 and 8 workers | 2 peers with the replication
+    backlog guard (--only picks some)
 
 After each step, once nothing proxy1 sent is still waiting for a peer's answer, it compares contacts
 on proxy1 and every running peer (every registration answered 200 must be on every peer). Then the
 highest clean rate (a ladder, completeness read after every rate) of the proxy replicating to 2 peers
-before and after tuning, of the minimal registrar, and their ratios. A peer count is set by stopping the other peers'
-Kamailio and restarting the rest, so the DMQ node list holds only running peers; it is checked
-(dmq.list_nodes) before the step is measured. Every node is checked to answer OPTIONS before it is
-measured; a node that does not answer, or a step with no accepted REGISTER, stops the run with an
-error. Load is bounded by -m, -timeout and an outer timeout.
+without and with the guard, of the minimal registrar, and their ratios. A peer count is set by stopping
+Kamailio on every proxy and starting proxy1 and the step's peers, so no node list holds a stopped
+peer as active (DMQ sends only to active nodes); proxy1's list is checked (dmq.list_nodes) before
+the step is measured, and the DMQ messages sent per REGISTER say how many peers it replicated to.
+Every node is checked to answer OPTIONS before it is measured; a node that does not answer, or a
+step with no accepted REGISTER, stops the run with an error. Load is bounded by -m, -timeout and an outer timeout.
 """
 
 import argparse
@@ -36,6 +37,7 @@ from bench_cluster import deploy_minimal, kamcmd, ladder, replication_gap
 from benchlib import (
     LABCTL,
     BenchFailure,
+    best_clean,
     cpu_seconds,
     pub_sipp,
     ratio,
@@ -71,14 +73,11 @@ STEPS = [
     ("+ DMQ, 3 peers", {"kamailio_dmq_enabled": True}, 3, "register_many.xml"),
     ("2 peers, 2 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 2}, 2, "register_many.xml"),
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
-    # Tuning candidates, one at a time against "+ DMQ, 2 peers".
-    ("2 peers, TLSF allocator", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf"}, 2,
-     "register_many.xml"),
-    ("2 peers, TLSF + guard", {"kamailio_dmq_enabled": True, "kamailio_memory_manager": "tlsf",
-                               "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
+    # The role's tuning (TLSF, no CSeq tracking) is its default now; the guard is not.
+    ("2 peers + guard", {"kamailio_dmq_enabled": True, "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
 ]
 # The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
-LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers, TLSF + guard")
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers + guard")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
 COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")
@@ -153,13 +152,15 @@ def dmq_nodes(n):
 
 
 def set_peers(count):
-    """Run Kamailio on proxy2 .. proxy(count+1) only, restarted, then proxy1: the DMQ node list holds
-    just those peers (a stopped peer would otherwise stay listed until the next ping)."""
+    """Run Kamailio on proxy1 and proxy2 .. proxy(count+1) only. Every proxy stops first: a node that
+    kept running would hand a restarted one its list, stopped peers included as active until a ping
+    times them out (what stopped an earlier run), and proxy1 would replicate to them meanwhile. The
+    others stay in the notification addresses, "pending": DMQ sends only to active nodes."""
     peers = list(PROXIES)[1:]
-    for name in peers[count:]:
+    for name in PROXIES:
         ssh(f"198.18.0.{PROXIES[name]}", "systemctl stop kamailio")
     for name in peers[:count] + ["proxy1"]:
-        ssh(f"198.18.0.{PROXIES[name]}", "systemctl restart kamailio")
+        ssh(f"198.18.0.{PROXIES[name]}", "systemctl start kamailio")
     require_nodes(peers[:count] + ["proxy1"])
     want = {f"198.18.0.{PROXIES[name]}" for name in peers[:count]}
     deadline = time.monotonic() + 30
@@ -168,6 +169,19 @@ def set_peers(count):
             return [PROXIES[name] for name in peers[:count]]
         time.sleep(1)
     raise BenchFailure(f"proxy1's DMQ nodes are {sorted(dmq_nodes(11))}, not the {count} running peers {sorted(want)}")
+
+
+def printed_ladder(name, n, scenario, rates, seconds, users, after_step=None):
+    """bench_cluster.ladder, one rate at a time, each step printed as it ends (a run stopped by its
+    time bound keeps what it measured)."""
+    rows = []
+    for rate in rates:
+        rows += ladder(n, scenario, [rate], seconds, users)[1]
+        _, ok, failed, cpu = rows[-1]
+        print(f"    ladder {name} {rate}/s: ok {ok} failed {failed} Kamailio CPU {cpu:.0f}%", flush=True)
+        if after_step:
+            after_step(rate)
+    return best_clean([(rate, rate * seconds, ok, failed) for rate, ok, failed, _ in rows]), rows
 
 
 def users_file(work, step, count, auth):
@@ -206,9 +220,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=int, default=800, help="fixed offered REGISTER/s for the breakdown")
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 6000],
+    p.add_argument("--ladder", type=int, nargs="+", default=[2000, 3000, 4000, 5000, 6000],
                    help="offered rates of the replicating proxy's ladders")
-    p.add_argument("--minimal-ladder", type=int, nargs="+", default=[4000, 6000, 8000],
+    p.add_argument("--minimal-ladder", type=int, nargs="+", default=[4000, 6000, 8000, 10000],
                    help="offered rates of the minimal registrar's ladder")
     p.add_argument("--ladder-seconds", type=int, default=5)
     p.add_argument("--only", nargs="+", choices=[label for label, *_ in STEPS], metavar="STEP",
@@ -225,17 +239,11 @@ def main():
         # Subscribers for the digest step (HA1 in the local table), users s2u000000 ...
         subscribers = [{"username": f"s2u{i:06d}", "password": password(i)} for i in range(per_step)]
         # No trusted network for the client: trusted sources skip pike and digest, which are measured here.
-        # The firewall opens DMQ from the peers only once the kamailio role publishes it, and site.yml
-        # applies the firewall after the kamailio role waits for a DMQ peer: a lab that turns DMQ on
-        # after a converge without it would wait forever. Open it from the proxies from the start.
-        # (The steps' converges pass these as extra vars, which reach plain1 too: its SIP port stays in.)
-        dmq_port = [{"proto": "udp", "port": "5062", "sources": [f"198.18.0.{n}/32" for n in PROXIES.values()]},
-                    {"proto": "udp", "port": "5060", "sources": []}]
-        # Only replicating configurations: DMQ from the first converge (turning it on in a later one
-        # has left a peer "pending" in proxy1's node list and the converge waiting for it).
+        # The DMQ port is the role's to open (turning DMQ on in a later converge is an operator's path).
+        # Only replicating configurations: DMQ from the first converge (one converge less).
         dmq_first = bool(a.only) and all(config.get("kamailio_dmq_enabled")
                                          for label, config, *_ in STEPS if label in a.only)
-        common = dict(BASE, kamailio_dmq_enabled=dmq_first, firewall_extra_rules=dmq_port, kamailio_auth_realm=REALM,
+        common = dict(BASE, kamailio_dmq_enabled=dmq_first, kamailio_auth_realm=REALM,
                       kamailio_auth_secret=SECRET, kamailio_subscriber_plaintext_passwords="warn",
                       kamailio_subscribers=subscribers)
         hosts = {name: {"n": n, "groups": ["kamailio"], "vars": common} for name, n in PROXIES.items()}
@@ -258,18 +266,16 @@ def main():
             rows.append(("minimal registrar", 0, ok, failed, cpu[MINIMAL], deltas, {}))
             print(f"  minimal registrar: {ok} ok {failed} failed; CPU {1e6 * cpu[MINIMAL] / ok:.0f} us per REGISTER",
                   flush=True)
+            # The ratio's denominator first: a run its time bound stops still has it.
+            ladders["minimal registrar"] = printed_ladder("minimal registrar", MINIMAL, register, a.minimal_ladder,
+                                                          a.ladder_seconds, users_file(work, "k", ladder_users, False))
             applied = None
             for index, (label, config, peers, scenario) in enumerate(STEPS):
                 if a.only and label not in a.only:
                     continue
-                if (config, peers) != applied:
-                    # The peers beyond the step's count are retired in the inventory: no proxy lists them
-                    # as a DMQ peer (a stopped peer stays in a DMQ node list that was told of it).
-                    for rank, name in enumerate(list(PROXIES)[1:]):
-                        hosts[name]["groups"] = ["kamailio"] + (["retired"] if rank >= peers else [])
-                    write_lab(work, hosts)
-                    # The previous step stopped the peers it did not use; a converge drains the retired
-                    # ones over RPC, so every proxy runs again first.
+                if config != applied:
+                    # The previous step stopped the peers it did not use; the converge checks every
+                    # proxy (drain, restart, DMQ peers), so every proxy runs again first.
                     for name in list(PROXIES)[1:]:
                         ssh(f"198.18.0.{PROXIES[name]}", "systemctl start kamailio")
                     require_nodes(list(PROXIES))
@@ -278,7 +284,7 @@ def main():
                         json.dump(dict(common, **config), fh)
                     took, _ = site(inventory, "-e", f"@{extra}")
                     print(f"converged for {label!r} in {took:.0f} s", flush=True)
-                    applied = (config, peers)
+                    applied = config
                 peer_nodes = set_peers(peers)
                 users = users_file(work, index, per_step, scenario == "register_auth_many.xml")
                 ok, failed, cpu, deltas, missing = measure(11, peer_nodes, scenario, a.rate, a.seconds, users)
@@ -298,12 +304,18 @@ def main():
                         print(f"    ladder {label} {rate}/s: missing on peers {list(gaps[-1][1].values())}, "
                               f"read {gaps[-1][2]:.0f} s after, {gaps[-1][3]} still in flight", flush=True)
 
-                    ladders[f"proxy, {label}"] = ladder(11, register, a.ladder, a.ladder_seconds,
-                                                        users_file(work, f"l{index}", ladder_users, False),
-                                                        after_step=after_step)
+                    _, steps = printed_ladder(label, 11, register, a.ladder, a.ladder_seconds,
+                                              users_file(work, f"l{index}", ladder_users, False),
+                                              after_step=after_step)
+                    # Clean = every REGISTER answered 200 AND the step added nothing to any peer's gap:
+                    # a 200 the peers never got is not a clean answer (the shm-exhausted proxy gave many).
+                    complete, before_step = [], {}
+                    for (rate, ok, failed, _cpu), (_rate, missing, _waited, _left) in zip(steps, gaps):
+                        if all(missing[m] <= before_step.get(m, 0) for m in missing):
+                            complete.append((rate, rate * a.ladder_seconds, ok, failed))
+                        before_step = missing
+                    ladders[f"proxy, {label}"] = (best_clean(complete), steps)
                     completeness_rows[label] = gaps
-            ladders["minimal registrar"] = ladder(MINIMAL, register, a.minimal_ladder, a.ladder_seconds,
-                                                  users_file(work, "k", ladder_users, False))
         finally:
             subprocess.run(LABCTL + ["down"], capture_output=True, check=False)
     print(f"\nREGISTER cost at {a.rate}/s offered for {a.seconds} s (per accepted REGISTER; CPU = Kamailio, all "
@@ -323,7 +335,7 @@ def main():
         print("marginal CPU per REGISTER of replication: " + ", ".join(
             f"{k} peer{'s' if k > 1 else ''}: +{v - base_cpu:.0f} us" for k, v in sorted(dmq.items())))
     for name, (best, steps) in ladders.items():
-        print(f"ladder {name:24}: best clean {best}/s  " + "  ".join(
+        print(f"ladder {name:24}: best clean (and complete) {best}/s  " + "  ".join(
             f"[{r}/s ok {ok} failed {f} cpu {c:.0f}%]" for r, ok, f, c in steps))
     for label, gaps in completeness_rows.items():
         print(f"completeness, {label}: " + "  ".join(

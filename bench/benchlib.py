@@ -60,7 +60,9 @@ def write_lab(path, hosts):
 
 
 def site(inventory, *extra):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    # The venv's Ansible, also when the bench runs as .venv/bin/python without the venv on PATH.
+    venv_bin = os.path.dirname(sys.executable)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", PATH=f"{venv_bin}:{os.environ.get('PATH', '')}")
     return timed(["ansible-playbook", "-i", inventory, "site.yml", *extra], env=env)
 
 
