@@ -75,13 +75,9 @@ STEPS = [
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
     # The role's tuning (TLSF, no CSeq tracking) is its default now; the guard is not.
     ("2 peers + guard", {"kamailio_dmq_enabled": True, "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
-    # The shared-memory floor (on by default) without it, and the pool four times the default.
-    ("2 peers, no shm floor", {"kamailio_dmq_enabled": True, "kamailio_dmq_shm_floor_percent": 0}, 2,
-     "register_many.xml"),
-    ("2 peers, 512 MB shm", {"kamailio_dmq_enabled": True, "kamailio_shm_memory_mb": 512}, 2, "register_many.xml"),
 ]
 # The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
-LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers + guard", "2 peers, no shm floor", "2 peers, 512 MB shm")
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers + guard")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
 COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")

@@ -32,18 +32,18 @@ for table in ("blocked_prefix", "call_limit", "trunk"):
 
 DB_URL = "postgres://kamailio:a-lab-password@198.18.0.30:5432/kamailio"
 CASES = {
-    "metrics and CDRs in the journal": ({}, ["METRICS", "ACC", "ACC_JSON", "DMQ_REPAIR", "DMQ_SHM_GUARD"], ["acc_json"]),
+    "metrics and CDRs in the journal": ({}, ["METRICS", "ACC", "ACC_JSON", "DMQ_REPAIR"], ["acc_json"]),
     "CDRs in the database": ({"kamailio_subscribers_source": "database", "kamailio_auth_db_url": DB_URL},
-                             ["METRICS", "ACC", "ACC_DB", "AUTH_POSTGRES", "DMQ_REPAIR", "DMQ_SHM_GUARD"], ["db_postgres"]),
+                             ["METRICS", "ACC", "ACC_DB", "AUTH_POSTGRES", "DMQ_REPAIR"], ["db_postgres"]),
     "CDRs in a database of their own": ({"kamailio_cdr_db_url": DB_URL, "kamailio_metrics_enabled": False},
-                                        ["ACC", "ACC_DB", "DMQ_REPAIR", "DMQ_SHM_GUARD"], ["db_postgres"]),
-    "no metrics, no CDRs, UDP only, no repair after a stall, no shared-memory floor": (
+                                        ["ACC", "ACC_DB", "DMQ_REPAIR"], ["db_postgres"]),
+    "no metrics, no CDRs, UDP only, no repair after a stall": (
         {"kamailio_metrics_enabled": False, "kamailio_cdr_target": "none", "kamailio_transports": ["udp"],
-         "kamailio_dmq_repair_stall": 0, "kamailio_dmq_shm_floor_percent": 0}, [], []),
+         "kamailio_dmq_repair_stall": 0}, [], []),
     "replication backlog guard, one DMQ worker, no log context, qm": (
         {"kamailio_dmq_max_pending": 2000, "kamailio_dmq_workers": 1, "kamailio_log_message_context": False,
          "kamailio_memory_manager": "qm"},
-        ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD", "DMQ_REPAIR", "DMQ_SHM_GUARD"], ["acc_json"]),
+        ["METRICS", "ACC", "ACC_JSON", "DMQ_GUARD", "DMQ_REPAIR"], ["acc_json"]),
 }
 
 
@@ -79,7 +79,7 @@ def test_rendered_configuration_passes_kamailio_check(case, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     node = tmp_path / "proxy1"
     on = json.loads((node / "run.json").read_text())["features"]
-    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES", "DMQ_GUARD", "DMQ_REPAIR", "DMQ_SHM_GUARD"}
+    observed = {"METRICS", "ACC", "ACC_DB", "ACC_JSON", "AUTH_POSTGRES", "DMQ_GUARD", "DMQ_REPAIR"}
     assert set(on) & observed == set(features), on
     with open(os.path.join(ROOT, "roles", "kamailio", "files", "kamailio.cfg")) as fh:
         (node / "kamailio.cfg").write_text(fh.read())
