@@ -75,9 +75,11 @@ STEPS = [
     ("2 peers, 8 workers", {"kamailio_dmq_enabled": True, "kamailio_children": 8}, 2, "register_many.xml"),
     # The role's tuning (TLSF, no CSeq tracking) is its default now; the guard is not.
     ("2 peers + guard", {"kamailio_dmq_enabled": True, "kamailio_dmq_max_pending": GUARD}, 2, "register_many.xml"),
+    # The shared memory the role's default had before (512 MB now): replication ran out of it.
+    ("2 peers, 128 MB shm", {"kamailio_dmq_enabled": True, "kamailio_shm_memory_mb": 128}, 2, "register_many.xml"),
 ]
 # The ladders of the proxy replicating to 2 peers, after these steps (each step's completeness read).
-LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers + guard")
+LADDER_STEPS = ("+ DMQ, 2 peers", "2 peers + guard", "2 peers, 128 MB shm")
 # Requests received (a digest REGISTER is two; retransmissions count too) and transactions Kamailio
 # started itself (each is a DMQ message to a peer).
 COUNTERS = ("core:rcv_requests", "tmx:UAC_transactions")
