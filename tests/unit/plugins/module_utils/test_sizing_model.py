@@ -166,8 +166,10 @@ def test_proxy_demand_by_hand():
     mesh_cpu = events * (CALIB["kamailio_replication_cost"] + CALIB["kamailio_replication_send_cost"]) / 1250.0
     assert demand["cpu"][0] == pytest.approx(mesh_cpu)
     assert demand["cpu"][1] == pytest.approx(tls * (100 / 625 + 1000 / 5000 + regs) - mesh_cpu)
-    # 16 UDP + 16 TCP (TLS in use) + 12 others, 16 MB each; 64 MB base; 50000 contacts x 2 KiB
-    assert demand["memory_mb"][0] == pytest.approx(64 + 50000 * 2048 / 1048576 + 16 * 44)
+    # 16 UDP + 16 TCP (TLS in use) + 12 others, 16 MB each; 64 MB base; 50000 contacts x 2 KiB; the
+    # replication messages the node sends, each a transaction kept 5 s: the cluster's events x 5 s x 4 KiB
+    assert demand["memory_mb"][0] == pytest.approx(64 + 50000 * 2048 / 1048576 + events * 5 * 4096 / 1048576
+                                                   + 16 * 44)
     transactions = 100 * 2 + 100 * 2 + 1000
     assert demand["memory_mb"][1] == pytest.approx(
         (1000 * 4096 + transactions * 5 * 4096 + 50000 * 0.5 * 49152) / 1048576)
@@ -316,7 +318,19 @@ def test_tuning_values():
     assert values["rtpengine_port_max"] == 16384 + 12296 - 1
     usrloc = 100000 * 2048 / 1048576
     shm_var = (4000 * 4096 + (10 * 2 + 100000 / 3600 * 2) * 5 * 4096) / 1048576
-    assert values["kamailio_shm_memory_mb"] == model.round_up((64 + usrloc + shm_var / 2) / 0.7, 64)
+    # The KDMQ transactions a node keeps: (100000 / 3600 registrations + 10 calls x 5 dialog messages)/s x 5 s.
+    kdmq = (100000 / 3600 + 10 * 5) * 5 * 4096 / 1048576
+    assert values["kamailio_shm_memory_mb"] == model.round_up((64 + usrloc + kdmq + shm_var / 2) / 0.7, 64)
+
+
+def test_shared_memory_holds_the_replication_messages_in_flight():
+    # The lab's failure: 2,000 REGISTER/s replicated overran 128 MB (each KDMQ a transaction kept ~5 s).
+    quiet = workload(registered_endpoints=100000)
+    storm = workload(registered_endpoints=100000, registration_interval=10)  # 10,000 REGISTER/s
+    assert model.replication_in_flight_mb(storm, CALIB) == pytest.approx((10000 + 10 * 5) * 5 * 4096 / 1048576)
+    shm = {name: model.tuning("proxy", itype(vcpus=8), wl, CALIB, "kernel", survivors=2,
+                              headroom_pct=30)["kamailio_shm_memory_mb"] for name, wl in (("quiet", quiet), ("storm", storm))}
+    assert shm["storm"] >= shm["quiet"] + 190, shm
 
 
 def test_children_are_clamped():

@@ -176,7 +176,7 @@ def test_per_node_share_that_no_type_can_carry():
         optimiser.optimise(catalog, wl, CALIB, optimiser.Target(max_instances=6, redundancy=1))
     assert err.value.msg == (
         "no fleet of at most 6 instances carries this workload with redundancy 1 over 1 zone(s) and 30% "
-        "headroom: proxy: no instance type can carry one node's share: every node needs 8708.5 MiB of "
+        "headroom: proxy: no instance type can carry one node's share: every node needs 8730.3 MiB of "
         "memory_mb before any load and the closest, small.large, offers 5734.4 after headroom. Raise "
         "max_instances, allow larger instance families, or lower headroom or redundancy")
 

@@ -124,9 +124,9 @@ def test_region_without_a_type_that_carries_a_node(run):
     small = [{"name": "tiny.large", "vcpus": 2, "memory_mb": 2048, "baseline_gbps": 1}]
     assert fail(run, static_args(catalog=small, prices={"tiny.large": 0.05})) == {"msg": (
         "no fleet of at most 64 instances carries this workload with redundancy 1 over 3 zone(s) and 30% "
-        "headroom: proxy: no instance type can carry one node's share: every node needs 1872.6 MiB of "
+        "headroom: proxy: no instance type can carry one node's share: every node needs 1908.4 MiB of "
         "memory_mb before any load and the closest, tiny.large, offers 1433.6 after headroom; combined: no "
-        "instance type can carry one node's share: every node needs 2000.6 MiB of memory_mb before any load "
+        "instance type can carry one node's share: every node needs 2036.4 MiB of memory_mb before any load "
         "and the closest, tiny.large, offers 1433.6 after headroom. Raise max_instances, allow larger "
         "instance families, or lower headroom or redundancy")}
 
