@@ -329,7 +329,8 @@ def test_shared_memory_holds_the_replication_messages_in_flight():
     storm = workload(registered_endpoints=100000, registration_interval=10)  # 10,000 REGISTER/s
     assert model.replication_in_flight_mb(storm, CALIB) == pytest.approx((10000 + 10 * 5) * 5 * 4096 / 1048576)
     shm = {name: model.tuning("proxy", itype(vcpus=8), wl, CALIB, "kernel", survivors=2,
-                              headroom_pct=30)["kamailio_shm_memory_mb"] for name, wl in (("quiet", quiet), ("storm", storm))}
+                              headroom_pct=30)["kamailio_shm_memory_mb"]
+           for name, wl in (("quiet", quiet), ("storm", storm))}
     assert shm["storm"] >= shm["quiet"] + 190, shm
 
 
