@@ -419,6 +419,13 @@ def signalling_load(wl, calib):
     }
 
 
+def shm_fixed_mb(wl, calib):
+    """Shared memory a proxy holds whatever its share of the traffic: the base, the full location
+    table (replicated to every node) and the replication messages it sends in flight."""
+    return (calib["kamailio_shm_base_mb"] + wl["registered_endpoints"] * calib["contact_bytes"] / MIB
+            + replication_in_flight_mb(wl, calib))
+
+
 def replication_in_flight_mb(wl, calib):
     """Shared memory the replication messages a node sends take: each KDMQ is a tm transaction kept
     transaction_lifetime_s after its answer, and a node sends the whole cluster's event rate E to
@@ -433,7 +440,6 @@ def proxy_demand(itype, wl, calib):
     # DMQ full mesh: with s nodes up each carries L (1 - 1/s) = fixed L, variable -L (see replication.py).
     mesh = replication.demand(wl, calib)
     rates = signalling_rates(wl, calib)
-    usrloc_mb = wl["registered_endpoints"] * calib["contact_bytes"] / MIB
     in_flight = rates["transactions_per_second"] * calib["transaction_lifetime_s"]
     shm_var_mb = (wl["concurrent_calls"] * calib["dialog_bytes"]
                   + in_flight * calib["transaction_bytes"]
@@ -441,8 +447,7 @@ def proxy_demand(itype, wl, calib):
     pkg_mb = calib["kamailio_pkg_mb"] * kamailio_processes(itype, wl, calib)
     return {
         "cpu": (mesh["cpu"][0], own["cpu"] + mesh["cpu"][1]),
-        "memory_mb": (calib["kamailio_shm_base_mb"] + usrloc_mb + replication_in_flight_mb(wl, calib) + pkg_mb,
-                      shm_var_mb),
+        "memory_mb": (shm_fixed_mb(wl, calib) + pkg_mb, shm_var_mb),
         "pps": (mesh["pps"][0], own["pps"] + mesh["pps"][1]),
         # Replication stays on the private network: bandwidth, not internet.
         "bandwidth_gbps": (mesh["bandwidth_gbps"][0], own["bandwidth_gbps"] + mesh["bandwidth_gbps"][1]),
@@ -583,9 +588,7 @@ def tuning(role, itype, wl, calib, forwarding, survivors, headroom_pct):
     values = {}
     if role in ("proxy", "combined"):
         proxy = proxy_demand(itype, wl, calib)
-        usrloc_mb = wl["registered_endpoints"] * calib["contact_bytes"] / MIB
-        shm = (calib["kamailio_shm_base_mb"] + usrloc_mb + replication_in_flight_mb(wl, calib)
-               + proxy["memory_mb"][1] / survivors) / keep
+        shm = (shm_fixed_mb(wl, calib) + proxy["memory_mb"][1] / survivors) / keep
         values.update({
             "kamailio_children": kamailio_children(itype, calib),
             "kamailio_tcp_children": kamailio_tcp_children(itype, wl, calib),
