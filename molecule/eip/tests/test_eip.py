@@ -17,7 +17,7 @@ import pytest
 from testlib import PROJECT, ansible_host, converge, sip
 
 from lab.failover import CallLoad, Prober, outage, vrrp_state, wait_for
-from lab.load import contacts, lab, lab_exec, lab_ok, wait_contacts
+from lab.load import contacts, lab_exec, lab_ok, wait_contacts
 from lab.standins.cloud import MotoServer
 
 EIP = "203.0.113.31"
