@@ -91,7 +91,14 @@ def dump_logs_on_failure(item, report, units):
 
     if report.when != "call" or not report.failed:
         return
-    for name in platforms():
+    hosts = platforms()
+    # First the units systemd holds failed (CI shows the start and the end of a long output).
+    for name in hosts:
+        failed = lab_exec(name, "systemctl", "list-units", "--failed", "--plain", "--no-legend", "--no-pager")
+        for unit in [line.split()[0] for line in failed.splitlines() if line.strip()]:
+            report.sections.append((f"FAILED unit {unit} on {name}",
+                                    lab_exec(name, "journalctl", "-u", unit, "-n", "40", "--no-pager")))
+    for name in hosts:
         for unit in units:
             report.sections.append((f"journal {unit} on {name}",
                                     lab_exec(name, "journalctl", "-u", unit, "-n", "40", "--no-pager")))

@@ -21,7 +21,7 @@ class FileSetActionError(Exception):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "directories", "check"))
+    _VALID_ARGS = frozenset(("files", "directories", "check", "pending"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}

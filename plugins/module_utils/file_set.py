@@ -193,8 +193,9 @@ class FileSet:
     """Compare, then (unless check mode) check and write. ``module`` gives run_command,
     check_mode and _diff; nothing else of Ansible is used."""
 
-    def __init__(self, module, files, directories=None, check=None):
+    def __init__(self, module, files, directories=None, check=None, pending=None):
         self.module = module
+        self.pending = check_path(pending, "pending", "pending") if pending is not None else None
         check_mode = bool(module.check_mode)
         self.directories = [WantedDirectory(i, item or {}, check_mode) for i, item in enumerate(directories or [])]
         # Indexes stay those of the list as given, items left out (only_if false) included.
@@ -357,15 +358,36 @@ class FileSet:
         return {"before_header": header if wanted.exists else f"{header} (absent)", "after_header": header,
                 "before": before, "after": after}
 
+    # -- what earlier runs changed and their handlers did not apply ------------------------------
+
+    def _read_pending(self):
+        if self.pending is None or not os.path.exists(self.pending):
+            return []
+        with open(self.pending, "rb") as handle:
+            raw = handle.read(65536)
+        return [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+
+    def _write_pending(self, labels):
+        """Before the files go live: a run killed from here on leaves the labels behind for the next."""
+        for path in _parents_below(os.path.dirname(self.pending), "/"):
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o755)
+        temp = self._write_temp(os.path.dirname(self.pending), os.path.basename(self.pending),
+                                "".join(f"{label}\n" for label in labels).encode("utf-8"))
+        os.rename(temp, self.pending)
+
     def run(self):
         coming = self._compare_directories()
         self._compare_files({d.path for d in coming})
         differing = [f for f in self.files if f.content_differs or f.attributes_differ]
         group_differs = any(f.checked and f.content_differs for f in self.files)
+        pending = self._read_pending()
+        labels = list(dict.fromkeys([f.label for f in differing] + pending))
         result = {
-            "changed": bool(coming or differing),
+            "changed": bool(coming or differing or pending),
             "changed_dests": [f.dest for f in differing],
-            "changed_labels": [f.label for f in differing],
+            "changed_labels": labels,
+            "pending_labels": pending,
             "changed_directories": [d.path for d in coming],
             "files": [{"dest": f.dest, "label": f.label, "changed": f.content_differs or f.attributes_differ,
                        "content_changed": f.content_differs, "created": not f.exists and f.content_differs}
@@ -386,6 +408,8 @@ class FileSet:
             if group_differs and self.check:
                 self._run_checked_group()
                 result["checked"] = True
+            if self.pending is not None and set(labels) != set(pending):
+                self._write_pending(labels)
             for wanted in differing:
                 if wanted.temp is not None:
                     self._put_in_place(wanted)

@@ -138,6 +138,17 @@ options:
             C(kamailio -c rejected the configuration; the live one is unchanged. ...)). Defaults to the
             command.
         type: str
+  pending:
+    description:
+      - A file on the host that remembers what changed until the handlers acting on it have run. A
+        run killed after the files went live but before its handlers (a reload, a restart) would
+        otherwise leave the host with new files that nothing applies, and the next run, finding
+        nothing to change, would not apply them either.
+      - Once the set has passed its checks and before any file goes live, the labels of the files
+        that differ are added to it (its directory is made when missing). Every run returns its
+        labels in RV(changed_labels) and reports a change while it exists, so the handlers are
+        notified again. The last handler removes it.
+    type: path
 notes:
   - The invocation returned (shown with C(-vvv)) gives each file's size in place of its content.
   - Content travels in the module's arguments; the set is meant for configuration files (up to a few
@@ -249,6 +260,12 @@ files:
   sample:
     - {dest: /etc/kamailio/dispatcher.list, label: dispatcher list, changed: true, content_changed: true,
        created: false}
+pending_labels:
+  description: The labels O(pending) held when the run started (also in RV(changed_labels)).
+  returned: always
+  type: list
+  elements: str
+  sample: [dispatcher list]
 checked:
   description: Whether O(check.command) ran (and passed) in this run.
   returned: always
@@ -293,6 +310,7 @@ def argument_spec():
             "stage_dir": {"type": "path", "required": True},
             "name": {"type": "str"},
         }},
+        "pending": {"type": "path"},
     }
 
 
@@ -305,7 +323,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     try:
-        result = FileSet(module, params["files"], params["directories"], params["check"]).run()
+        result = FileSet(module, params["files"], params["directories"], params["check"], params["pending"]).run()
     except FileSetError as exc:
         result = dict(exc.details, failed=True, msg=str(exc))
     except OSError as exc:

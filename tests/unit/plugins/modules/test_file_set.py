@@ -253,3 +253,38 @@ def test_bad_input_names_the_item_and_changes_nothing(run, tmp_path, files, extr
     assert failure["msg"] == filled(message)
     assert os.listdir(tmp_path) == ["a.txt"]
 
+
+
+def test_pending_remembers_what_changed_until_the_handlers_remove_it(run, tmp_path):
+    """A run killed after its files went live and before its handlers: the next run, with nothing
+    left to write, still reports the change (so the handlers are notified) until they remove it."""
+    marker = tmp_path / "state" / "node.pending"  # its directory is made
+    args = {"pending": str(marker),
+            "files": [{"dest": str(tmp_path / "list"), "content": "a\n", "label": "dispatcher list"},
+                      {"dest": str(tmp_path / "table"), "content": "t\n", "label": "address table"}]}
+    first = run(args)
+    assert first["changed_labels"] == ["dispatcher list", "address table"] and first["pending_labels"] == []
+    assert marker.read_text() == "dispatcher list\naddress table\n"
+    # Killed before the handlers: the marker stays, and the re-run still names both.
+    again = run(args)
+    assert again["changed"] is True and again["changed_dests"] == []
+    assert again["changed_labels"] == ["dispatcher list", "address table"]
+    # A new change adds to what is owed, without repeating a label.
+    args["files"][0]["content"] = "b\n"
+    third = run(args)
+    assert third["changed_labels"] == ["dispatcher list", "address table"]
+    assert marker.read_text() == "dispatcher list\naddress table\n"
+    marker.unlink()  # what the last handler does
+    assert run(args)["changed"] is False
+
+
+def test_pending_is_neither_written_by_check_mode_nor_by_a_refused_set(run, tmp_path):
+    marker = tmp_path / "node.pending"
+    args = checked_args(tmp_path, ["false"])
+    args["pending"] = str(marker)
+    failure_of(run, args)
+    assert not marker.exists()
+    args["check"]["command"] = ["true"]
+    checked = run(args, check_mode=True)
+    assert checked["changed"] is True and not marker.exists()
+    assert run(args)["changed"] is True and marker.exists()
