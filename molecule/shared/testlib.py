@@ -67,6 +67,40 @@ def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site
     return res.returncode, failures
 
 
+def converge_killed_at(limit, extra_vars, task, timeout=600):
+    """site.yml as converge() runs it, killed (SIGKILL to the playbook and its workers, as a crash
+    would) as soon as it names `task` (a part of a task's name): the tasks before it have run on
+    every host, the handlers at the end of that play have not. Returns what it printed."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    env = dict(_oneline_env(), ANSIBLE_STDOUT_CALLBACK="default")
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", limit,
+           os.path.join(PROJECT, "site.yml"), "-e", json.dumps(extra_vars)]
+    seen, killed = [], False
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True) as proc:
+        try:
+            for line in proc.stdout:
+                seen.append(line)
+                if line.startswith("TASK [") and task in line:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    killed = True
+                    break
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    out = "".join(seen)
+    assert killed, f"site.yml never reached {task!r}: {out[-2000:]}"
+    return out
+
+
 def run_module(name, module, args=""):
     """Run one module on one host with Ansible; returns its result dict (oneline callback)."""
     import json

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, converge, platforms, run_module, sip
+from testlib import ansible_host, converge, converge_killed_at, platforms, run_module, sip
 
 from lab import ng
 from lab.rest_router import RestRouter
@@ -128,6 +128,27 @@ def test_new_dispatcher_destination_reloads_without_restart():
     # The new destination has the higher priority (algorithm 8): calls to unknown numbers go there.
     call, got = call_reaches("proxy2", "+4930999000", 5086, local_port=5075)
     assert call.ok and got.ok, call.stdout[-800:]
+
+
+def test_a_run_killed_before_its_reload_is_finished_by_the_next_run():
+    """site.yml killed right after the proxies' new dispatcher list was written, before the play's
+    handlers reloaded it: the next run, which finds no file to change, still loads it."""
+    sets = [{"id": 1, "algorithm": 8, "destinations": [{"uri": "sip:203.0.113.200:5085", "priority": 1},
+                                                       {"uri": "sip:203.0.113.200:5087", "priority": 10}]}]
+    before = main_pids()
+    converge_killed_at("kamailio", {"kamailio_dispatcher_sets": sets}, "Settle what the changed files need")
+    for name in PROXIES:
+        on_disk = ansible_host(name).check_output("cat /etc/kamailio/dispatcher.list")
+        listed = json.dumps(rpc(name, "dispatcher.list")["result"])
+        # The state a crash leaves (what shows that this test can fail): written, not loaded.
+        assert "203.0.113.200:5087" in on_disk and "5087" not in listed, (name, listed)
+        assert ansible_host(name).file("/var/lib/itsp-cluster/kamailio.apply-pending").exists, name
+    rc, failures = converge("kamailio", {"kamailio_dispatcher_sets": sets})
+    assert rc == 0, failures
+    assert main_pids() == before
+    for name in PROXIES:
+        assert "sip:203.0.113.200:5087" in json.dumps(rpc(name, "dispatcher.list")["result"]), name
+        assert not ansible_host(name).file("/var/lib/itsp-cluster/kamailio.apply-pending").exists, name
 
 
 def test_media_relay_set_change_reloads_without_restart():
