@@ -25,6 +25,7 @@ which no call completed, or no RTP came back through the relay, fails the run. L
 import argparse
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -197,7 +198,10 @@ def main():
                                           "vars": {"rtpengine_max_calls": 2000}}})
         try:
             timed(LABCTL + ["up", "--spec", spec])
-            site(inv)
+            _, converge = site(inv)
+            # What the role decided about kernel forwarding on media1, in its own words.
+            said = re.findall(r'"msg": "(rtpengine on media1 forwards media [^"]*)"', converge.stdout)
+            print("role: " + (said[0] if said else "no userspace notice for media1 (kernel forwarding)"), flush=True)
             benchlib.require_answers({"proxy1": benchlib.sip_probe(PROXY),
                                       "media1's rtpengine": benchlib.ng_probe(MEDIA)})
             reg = sip.register(PROXY, "bench", PROXY, contact_port=5080)
