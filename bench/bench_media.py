@@ -201,7 +201,8 @@ def main():
             _, converge = site(inv)
             # What the role decided about kernel forwarding on media1, in its own words.
             said = re.findall(r'"msg": "(rtpengine on media1 forwards media [^"]*)"', converge.stdout)
-            print("role: " + (said[0] if said else "no userspace notice for media1 (kernel forwarding)"), flush=True)
+            print(f"role (said {len(said)} time(s) in the converge): "
+                  + (said[0] if said else "no userspace notice for media1 (kernel forwarding)"), flush=True)
             benchlib.require_answers({"proxy1": benchlib.sip_probe(PROXY),
                                       "media1's rtpengine": benchlib.ng_probe(MEDIA)})
             reg = sip.register(PROXY, "bench", PROXY, contact_port=5080)
