@@ -134,7 +134,14 @@ def run_rate(rate, hold, seconds):
     window = {}
 
     def sample():
-        # Sessions mid-run, and CPU, packets and the relay's own counters at both ends of the window.
+        # Sessions mid-run, and CPU, packets and the relay's own counters at both ends of the window;
+        # a sample that fails leaves the window incomplete, which fails the run after SIPp ended.
+        try:
+            take_samples()
+        except (OSError, ValueError, SystemExit, subprocess.SubprocessError) as exc:
+            window["error"] = exc
+
+    def take_samples():
         time.sleep(w_start)
         window["a"] = (time.monotonic(), cpu_seconds(MEDIA, "rtpengine"), read_counters(), relay_split(MEDIA))
         window["sessions"] = len(ng.call_ids((MEDIA, 2223)))
@@ -150,6 +157,8 @@ def run_rate(rate, hold, seconds):
                     "-r", str(rate), "-m", str(calls), "-l", str(concurrent + rate), "-d", str(hold * 1000)],
                    timeout)
     sampler.join()
+    if "b" not in window:
+        raise benchlib.BenchFailure(f"at {rate}/s the steady window was not sampled: {window.get('error')}")
     try:
         uas.communicate(timeout=30)
     except subprocess.TimeoutExpired:
