@@ -223,6 +223,10 @@ def main():
                 rows.append(run_rate(rate, a.hold, a.seconds))
                 benchlib.require_some(f"calls at {rate}/s", rows[-1]["ok"])
                 benchlib.require_some(f"RTP echoed back through media1 at {rate}/s", rows[-1]["caller_received"])
+                if not said:
+                    # The role chose the kernel: the relay's own counters must show it forwarding there.
+                    benchlib.require_some(f"packets forwarded in the kernel at {rate}/s (the role chose kernel "
+                                          f"forwarding)", int(rows[-1]["kernel_pps"] or 0))
         finally:
             nft("delete", "table", "inet", NFT_TABLE)
             if not a.keep:
