@@ -2,7 +2,7 @@
 """Calls with RTP through one proxy and one rtpengine (userspace) in the lab: prints figures,
 asserts nothing.
 
-    .venv/bin/python bench/bench_media.py [--rates 5 10 20] [--hold 6] [--seconds 15]  # as root
+    flock /run/itsp-lab.lock .venv/bin/python bench/bench_media.py --rates 5 10 20 40  # as root
 
 For each call rate, SIPp on the public side places calls through proxy1's public address to a
 SIPp UAS registered there; the caller plays G.711 RTP (SIPp's g711a.pcap: 236 packets of 30 ms,
@@ -188,7 +188,7 @@ def loss(sent, received):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rates", type=int, nargs="+", default=[5, 10, 20])
+    p.add_argument("--rates", type=int, nargs="+", default=[5, 10, 20, 40])
     p.add_argument("--hold", type=int, default=8, help="seconds each call lasts")
     p.add_argument("--seconds", type=int, default=20, help="seconds of new calls per rate")
     p.add_argument("--keep", action="store_true", help="leave the lab up")
@@ -255,7 +255,8 @@ def main():
               f"{loss(r['caller_sent'], r['callee_received']):>7.2f}% {r['callee_echoed']:>8} "
               f"{r['caller_received']:>10} {loss(r['callee_echoed'], r['caller_received']):>8.2f}% "
               f"{loss(r['caller_sent'], r['caller_received']):>9.2f}%")
-    print("(sessions: rtpengine's own list at the window's start; CPU from /proc on media1 over the steady window;\n"
+    print("(sessions: rtpengine's own list at the window's start, with the ended calls it keeps for delete-delay;\n"
+          " CPU from /proc on media1 over the steady window;\n"
           " RTP calls = relayed packets/s / 67 (this pcap's rate both ways); CPU/100 calls normalised to G.711 20 ms,\n"
           " 100 relayed packets/s per call; calls/core = 100 / that x 100, extrapolated from the measured rate;\n"
           " user/kernel pps: rtpengine's own counters over the window; loss out/back: through the relay each way;\n"
