@@ -6,9 +6,10 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, converge, platforms, sip
+from testlib import ansible_host, converge, platforms, run_module, sip
 
 from lab import ng
+from lab.load import lab_exec
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("rtpengine")
@@ -33,6 +34,21 @@ def test_rtpengine_running_with_the_nat_interface(host):
     else:
         assert f"interface = external/{me['private_ipv4']}!{me['public_ipv4']}\n" in conf
     assert "table = -1\n" in conf  # no kernel module in the lab: userspace, and said so
+
+
+def test_forwarding_decision_names_what_blocks_the_kernel_path():
+    # The relay's own answer, verify included: userspace, and why. The lab's kernel (this machine's)
+    # cannot load modules at all, so the reason must say that, not "install the DKMS package".
+    got = run_module("media1", "itsp.cluster.rtpengine_forwarding", "verify=true")
+    assert not got["failed"] and not got["changed"], got
+    assert (got["table"], got["forwarding"]) == (-1, "userspace"), got
+    release = lab_exec("media1", "uname", "-r")
+    if lab_exec("media1", "sh", "-c", "test -e /proc/modules && echo yes || echo no") == "no":
+        assert got["module"] == "unsupported", got
+        assert f"kernel {release} has no loadable module support" in got["reason"], got["reason"]
+    else:
+        assert got["module"] == "not installed", got
+        assert f"install rtpengine-kernel-dkms with linux-headers-{release}" in got["reason"], got["reason"]
 
 
 def test_session_limit_counts_the_ended_calls_it_holds(host):

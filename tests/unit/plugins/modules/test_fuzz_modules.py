@@ -28,6 +28,7 @@ from ansible_collections.itsp.cluster.plugins.modules import (
     file_set,
     instance_size,
     kamailio_rpc,
+    rtpengine_forwarding,
 )
 from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
 from module_harness import Exit, Fail, closed_port, patch_exits, set_module_args
@@ -236,6 +237,12 @@ MODULES = {
                    "check": {"command": ["true"], "stage_dir": "{tmp}/stage", "name": "the check"}}),
         "options": ("files", "directories", "check", "check.command", "check.stage_dir", "check.name"),
     },
+    # Reads the machine's own /proc and /lib/modules (read-only).
+    "rtpengine_forwarding": {
+        "main": rtpengine_forwarding.main,
+        "bases": ({"mode": "auto", "table": 0}, {"table": 5, "verify": True, "min_kernel_packets": 1}),
+        "options": ("mode", "table", "verify", "min_kernel_packets"),
+    },
 }
 
 # The crashers issue 10 names, each first in its module's list.
@@ -256,6 +263,7 @@ KNOWN = {
     "cloud_facts": ((0, {"timeout": 1e308}), (0, {"providers": ["metal", "aws"]})),
     "file_set": ((0, {"files": [{"dest": "{tmp}/x", "content": "x", "mode": "u=rw"}]}),
                  (1, {"check.stage_dir": "../../../etc/passwd"})),
+    "rtpengine_forwarding": ((0, {"table": 2 ** 63}), (1, {"min_kernel_packets": -1})),
 }
 
 
