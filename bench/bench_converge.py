@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,13 +47,27 @@ def variant_env(name, mitogen):
     raise ValueError(name)
 
 
+def machine_cpu_seconds():
+    """CPU time the whole machine has spent busy (every core, every process), from /proc/stat."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True, root=ROOT):
+    """Runs the play; the profile it returns also holds its CPU time: the controller's
+    (ansible-playbook and its workers) and the whole machine's (the lab hosts share it)."""
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
                ANSIBLE_CALLBACKS_ENABLED="itsp_profile", ITSP_PROFILE_OUT=profile, **(env_extra or {}))
-    t0 = time.monotonic()
+    t0, machine0 = time.monotonic(), machine_cpu_seconds()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = subprocess.run(["ansible-playbook", "-i", os.path.join(ROOT, inventory), play, *extra], cwd=root, env=env,
                          text=True, capture_output=True, check=False, timeout=3600)
     wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"controller": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+           "machine": machine_cpu_seconds() - machine0, "cores": os.cpu_count()}
     if res.returncode != 0:
         message = f"bench: {play} failed after {wall:.1f} s:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
         if fatal:
@@ -60,7 +75,11 @@ def playbook(inventory, play, profile, extra=(), env_extra=None, fatal=True, roo
         print(message)
         return wall, None, None
     with open(profile) as fh:
-        return wall, changed_total(res.stdout), json.load(fh)
+        prof = json.load(fh)
+    prof["cpu"] = cpu
+    with open(profile, "w") as fh:
+        json.dump(prof, fh)
+    return wall, changed_total(res.stdout), prof
 
 
 def generated_inventory(work, hosts):
@@ -162,7 +181,11 @@ def main():
                         continue
                     walls[variant].append((wall, changed))
                     last[variant] = prof
-                    print(f"no-op converge {run} ({variant}): {wall:.1f} s wall, changed={changed}"
+                    cpu = prof["cpu"]
+                    print(f"no-op converge {run} ({variant}): {wall:.1f} s wall, changed={changed}; CPU: controller "
+                          f"{cpu['controller']:.1f} s, whole machine {cpu['machine']:.1f} s of {cpu['cores']} x "
+                          f"{wall:.1f} s (the hosts' modules and anything else running: "
+                          f"{cpu['machine'] - cpu['controller']:.1f} s)"
                           + ("" if changed == 0 else "  (NOT a no-op: something changed)"), flush=True)
             for variant, runs in walls.items():
                 values = noop_walls(runs)  # a run that changed something is no no-op figure

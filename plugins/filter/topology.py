@@ -228,9 +228,11 @@ def relay_changes(results, url, disabled):
 
 
 
-def read_results(hostvars, hosts, name):
+def read_results(hostvars, hosts, name, method=None):
     """The reads each of ``hosts`` registered as ``name`` (one kamailio_rpc call on the node itself),
     shaped like a loop's registered results: [{item: host, result: ...}], in the order of ``hosts``.
+    With ``method``, ``name`` holds a kamailio_rpc ``calls`` run and the answer to that method is
+    taken from its ``results`` (a host that did not make that call is left out).
 
     A host whose read did not run, was skipped or failed is left out: whoever needs it reads it
     itself. The sip_node role decides from these, one read per proxy, instead of every node reading
@@ -244,6 +246,10 @@ def read_results(hostvars, hosts, name):
         res = hv.get(name) if hasattr(hv, "get") else None
         if not isinstance(res, dict) or res.get("failed") or res.get("skipped"):
             continue
+        if method is not None:
+            res = next((r for r in res.get("results") or [] if isinstance(r, dict) and r.get("method") == method), None)
+            if res is None:
+                continue
         out.append({"item": name_, "result": res.get("result")})
     return out
 

@@ -311,3 +311,41 @@ class KamailioRpc:
             return {"changed": True, "method": self.method, "result": None}
         return {"changed": self.changes, "method": self.method,
                 "result": self.client.call(self.method, self.params)}
+
+
+class KamailioRpcReads:
+    """Several read-only calls in one module run: a node's reads for one decision cost one module
+    start on the host, where each call in a task of its own cost one each. Every call is made; a
+    JSON-RPC error in one is kept in its answer and does not stop the others. Kamailio unreachable
+    or silent stops the run (no other call would be answered)."""
+
+    def __init__(self, calls, socket_path=DEFAULT_SOCKET, timeout=DEFAULT_TIMEOUT, client=None):
+        if not calls:
+            raise KamailioRpcError("calls must list at least one read, each {method, params}")
+        self.calls = []
+        for index, call in enumerate(calls):
+            method, params = call.get("method"), call.get("params") or []
+            try:
+                check_request(method, params, socket_path, timeout)
+            except KamailioRpcError as exc:
+                raise KamailioRpcError(f"calls[{index}]: {exc}") from None
+            if is_mutating(method):
+                raise KamailioRpcError(
+                    f"calls[{index}]: {method} changes Kamailio; calls takes read-only methods only "
+                    f"(give a call that changes Kamailio as method, in a task of its own)")
+            self.calls.append((method, list(params)))
+        self.client = client or KamailioRpcClient(socket_path, timeout)
+
+    def run(self):
+        """Returns ({changed, results}, [error texts]); results holds {method, result} or
+        {method, error} per call, in order."""
+        results, errors = [], []
+        for method, params in self.calls:
+            try:
+                results.append({"method": method, "result": self.client.call(method, params)})
+            except KamailioRpcError as exc:
+                if exc.error is None:
+                    raise
+                results.append({"method": method, "error": exc.error})
+                errors.append(str(exc))
+        return {"changed": False, "results": results}, errors

@@ -27,8 +27,29 @@ options:
   method:
     description:
       - The RPC method, as C(kamcmd) spells it, for example V(dispatcher.reload) or V(core.psx).
+      - One of O(method) and O(calls) is required.
     type: str
-    required: true
+  calls:
+    description:
+      - Several read-only calls sent one after the other in one module run, instead of O(method).
+        A node's reads cost one module start on the host, where a task per call started one each.
+      - Every call is made. A JSON-RPC error in one of them is kept in its entry of RV(results) and
+        does not stop the others; the task then fails with every error in its message (and
+        RV(results) still holds every answer, for a C(failed_when) that accepts some errors).
+        Kamailio unreachable or silent fails the task at once.
+      - A method that changes Kamailio (see O(changes)) is refused; give it as O(method).
+    type: list
+    elements: dict
+    suboptions:
+      method:
+        description: The RPC method, as in O(method).
+        type: str
+        required: true
+      params:
+        description: Positional parameters, as in O(params).
+        type: list
+        elements: raw
+        default: []
   params:
     description:
       - Positional parameters, in the order the method expects them. Kamailio ignores parameter
@@ -131,6 +152,17 @@ EXAMPLES = r"""
     timeout: 15
   become: true
 
+- name: Several reads in one module run (each answer in results, an error kept in its entry)
+  itsp.cluster.kamailio_rpc:
+    calls:
+      - method: dispatcher.list
+      - method: htable.get
+        params: [node, draining]
+  become: true
+  register: kamailio_reads
+  failed_when: >-
+    kamailio_reads.results is not defined
+    or kamailio_reads.results | selectattr('error', 'defined') | list | length > 0
 - name: A method that only changes state with a parameter
   itsp.cluster.kamailio_rpc:
     method: dispatcher.ping_active
@@ -142,14 +174,29 @@ EXAMPLES = r"""
 RETURN = r"""
 method:
   description: The RPC method that was called (or, in check mode, would have been).
-  returned: always
+  returned: when O(method) was given
   type: str
   sample: dispatcher.list
+results:
+  description: One entry per O(calls) item, in order, with C(method) and either C(result) or C(error).
+  returned: when O(calls) was given, also when the task failed on a JSON-RPC error
+  type: list
+  elements: dict
+  sample:
+    - method: htable.get
+      result:
+        item:
+          name: draining
+          value: 0
+    - method: dispatcher.list
+      error:
+        code: 500
+        message: No Destination Sets
 result:
   description:
     - The C(result) member of Kamailio's JSON-RPC answer, parsed. Its shape depends on the method.
     - Null when check mode skipped a call that changes Kamailio.
-  returned: success
+  returned: success, when O(method) was given
   type: raw
   sample:
     NRSETS: 1
@@ -182,12 +229,17 @@ from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import (
     DEFAULT_TIMEOUT,
     KamailioRpc,
     KamailioRpcError,
+    KamailioRpcReads,
 )
 
 
 def argument_spec():
     return {
-        "method": {"type": "str", "required": True},
+        "method": {"type": "str"},
+        "calls": {"type": "list", "elements": "dict", "options": {
+            "method": {"type": "str", "required": True},
+            "params": {"type": "list", "elements": "raw", "default": []},
+        }},
         "params": {"type": "list", "elements": "raw", "default": []},
         "socket": {"type": "path", "default": DEFAULT_SOCKET},
         "timeout": {"type": "float", "default": DEFAULT_TIMEOUT},
@@ -196,8 +248,20 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[["method", "calls"]],
+                           mutually_exclusive=[["method", "calls"], ["calls", "params"], ["calls", "changes"]])
     params = module.params
+    if params["calls"] is not None:
+        # Read-only, so check mode runs them as well.
+        try:
+            result, errors = KamailioRpcReads(params["calls"], socket_path=params["socket"],
+                                              timeout=params["timeout"]).run()
+        except KamailioRpcError as exc:
+            module.fail_json(msg=str(exc))
+        if errors:
+            module.fail_json(msg="; ".join(errors), **result)
+        module.exit_json(**result)
     try:
         result = KamailioRpc(
             method=params["method"],

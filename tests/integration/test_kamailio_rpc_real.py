@@ -16,6 +16,7 @@ from ansible_collections.itsp.cluster.plugins.module_utils.kamailio_rpc import (
     KamailioRpc,
     KamailioRpcClient,
     KamailioRpcError,
+    KamailioRpcReads,
 )
 
 KAMAILIO = "/usr/sbin/kamailio"
@@ -172,6 +173,21 @@ def test_unknown_method_gives_kamailios_error(kamailio):
     assert str(failed.value) == (f"Kamailio RPC dmq.list_nodes failed on {kamailio.socket}: error 500 "
                                  "Method Not Found (is the module that provides it loaded in kamailio.cfg?)")
     assert failed.value.error == {"code": 500, "message": "Method Not Found"}
+
+
+def test_reads_in_one_run_keep_an_error_and_make_the_rest(kamailio):
+    """The undrain safety net's shape: one run, one answer per call; a module this Kamailio does not
+    load (rtpengine) is an error in its entry, the reads after it are still made."""
+    result, errors = KamailioRpcReads(
+        [{"method": "dispatcher.list"}, {"method": "rtpengine.show", "params": ["all"]}, {"method": "core.version"}],
+        socket_path=kamailio.socket, timeout=5).run()
+    listing, relays, version = result["results"]
+    assert destinations(listing["result"]) == ["sip:127.0.0.1:5071"]
+    assert relays == {"method": "rtpengine.show", "error": {"code": 500, "message": "Method Not Found"}}
+    assert version["result"].startswith("kamailio 5.")
+    assert errors == [f"Kamailio RPC rtpengine.show failed on {kamailio.socket}: error 500 Method Not Found "
+                      "(is the module that provides it loaded in kamailio.cfg?)"]
+    assert os.listdir(kamailio.run_dir) == ["kamailio_rpc.sock"], "reply sockets left behind"
 
 
 def test_second_dispatcher_reload_within_reload_delta_is_refused(kamailio):

@@ -236,6 +236,25 @@ def test_read_results_take_each_nodes_own_read_and_leave_out_the_missing_ones():
     assert read_results(hostvars, None, "sets") == []
 
 
+def test_read_results_take_one_methods_answer_from_a_calls_run():
+    from ansible_collections.itsp.cluster.plugins.filter.topology import read_results
+
+    listing = {"RECORDS": []}
+    hostvars = {
+        "proxy1": {"reads": {"changed": False, "results": [{"method": "dispatcher.list", "result": listing},
+                                                            {"method": "rtpengine.show", "result": []}]}},
+        # A tolerated error (failed_when said no): kept, with no result.
+        "proxy2": {"reads": {"failed": False, "results": [
+            {"method": "dispatcher.list", "error": {"code": 500, "message": "No Destination Sets"}}]}},
+        "proxy3": {"reads": {"failed": True, "msg": "no answer"}},
+    }
+    hosts = ["proxy1", "proxy2", "proxy3"]
+    assert read_results(hostvars, hosts, "reads", "dispatcher.list") == [
+        {"item": "proxy1", "result": listing}, {"item": "proxy2", "result": None}]
+    # proxy2 did not read its relay sets (no relays in service): left out, its peers read it themselves.
+    assert read_results(hostvars, hosts, "reads", "rtpengine.show") == [{"item": "proxy1", "result": []}]
+
+
 def test_scrape_targets_use_private_addresses_ports_and_name_each_node():
     hostvars = dict(HOSTVARS, proxy2=dict(HOSTVARS["proxy2"], kamailio_metrics_port=9600),
                     proxy3=dict(HOSTVARS["proxy3"], kamailio_metrics_enabled=False))

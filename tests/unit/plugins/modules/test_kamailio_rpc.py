@@ -52,6 +52,47 @@ def test_changes_overrides_the_default(run, kamailio):
                 "socket": kamailio.path})["changed"] is True
 
 
+def test_calls_make_every_read_in_one_run(run, kamailio):
+    answers = {"htable.get": {"result": {"item": {"name": "draining", "value": 0}}},
+               "dispatcher.list": {"result": {"NRSETS": 1, "RECORDS": []}}}
+    kamailio.answer = json_rpc_answers(lambda request: answers[request["method"]])
+    result = run({"calls": [{"method": "dispatcher.list"}, {"method": "htable.get", "params": ["node", "draining"]}],
+                  "socket": kamailio.path})
+    assert result == {"changed": False, "results": [
+        {"method": "dispatcher.list", "result": {"NRSETS": 1, "RECORDS": []}},
+        {"method": "htable.get", "result": {"item": {"name": "draining", "value": 0}}}]}
+    assert [(r["method"], r["params"]) for r in kamailio.requests] == [
+        ("dispatcher.list", []), ("htable.get", ["node", "draining"])]
+
+
+def test_calls_keep_an_error_and_make_the_other_reads(run, kamailio):
+    def answer(request):
+        if request["method"] == "dispatcher.list":
+            return {"error": {"code": 500, "message": "No Destination Sets"}}
+        return {"result": "Ok."}
+    kamailio.answer = json_rpc_answers(answer)
+    failed = failure_of(run, {"calls": [{"method": "dispatcher.list"}, {"method": "core.uptime"}],
+                              "socket": kamailio.path})
+    assert failed == {
+        "msg": f"Kamailio RPC dispatcher.list failed on {kamailio.path}: error 500 No Destination Sets",
+        "changed": False,
+        "results": [{"method": "dispatcher.list", "error": {"code": 500, "message": "No Destination Sets"}},
+                    {"method": "core.uptime", "result": "Ok."}],
+    }
+
+
+def test_calls_run_in_check_mode(run, kamailio):
+    result = run({"calls": [{"method": "core.uptime"}], "socket": kamailio.path}, check_mode=True)
+    assert result == {"changed": False, "results": [{"method": "core.uptime", "result": "Ok."}]}
+
+
+def test_calls_to_a_stopped_kamailio_fail_clearly(run, short_dir):
+    path = os.path.join(short_dir, "kamailio_rpc.sock")
+    failed = failure_of(run, {"calls": [{"method": "core.uptime"}], "socket": path})
+    assert failed["msg"].startswith(f"Kamailio is not running or jsonrpcs has no dgram_socket: {path} does not exist.")
+    assert "results" not in failed
+
+
 # -- check mode ------------------------------------------------------------------------------------
 
 def test_check_mode_does_not_send_a_mutating_call(run, kamailio):
@@ -100,7 +141,17 @@ def test_stopped_kamailio_fails_clearly_and_changes_nothing(run, short_dir):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({}, "missing required arguments: method"),
+    ({}, "one of the following is required: method, calls"),
+    ({"method": "core.psx", "calls": [{"method": "core.uptime"}]},
+     "parameters are mutually exclusive: method|calls"),
+    ({"calls": [{"method": "core.psx"}], "changes": False}, "parameters are mutually exclusive: calls|changes"),
+    ({"calls": []}, "calls must list at least one read, each {method, params}"),
+    ({"calls": [{"params": [1]}]}, "missing required arguments: method found in calls"),
+    ({"calls": [{"method": "core.psx"}, {"method": "reload"}]},
+     "calls[1]: method must be a Kamailio RPC name such as dispatcher.reload or core.psx, got 'reload'"),
+    ({"calls": [{"method": "dispatcher.list"}, {"method": "htable.seti", "params": ["node", "draining", 1]}]},
+     "calls[1]: htable.seti changes Kamailio; calls takes read-only methods only (give a call that changes "
+     "Kamailio as method, in a task of its own)"),
     ({"method": "reload"},
      "method must be a Kamailio RPC name such as dispatcher.reload or core.psx, got 'reload'"),
     ({"method": "core.psx", "socket": "run/kamailio_rpc.sock"},
