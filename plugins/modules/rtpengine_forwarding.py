@@ -159,8 +159,9 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    if not 0 <= params["table"] <= MAX_TABLE:
-        module.fail_json(msg=f"table must be 0 to {MAX_TABLE} (a kernel table id), got {params['table']}")
+    if params["mode"] == "auto" and not 0 <= params["table"] <= MAX_TABLE:
+        module.fail_json(msg=f"table must be 0 to {MAX_TABLE} (a kernel table id; in the rtpengine role "
+                             f"rtpengine_kernel_table, or rtpengine_kernel_forwarding: never), got {params['table']}")
     if params["min_kernel_packets"] < 0:
         module.fail_json(msg=f"min_kernel_packets must be 0 or more, got {params['min_kernel_packets']}")
     result = decide(params["mode"], params["table"], os.uname().release)

@@ -53,10 +53,19 @@ def test_verify_fails_when_the_daemon_did_not_open_its_table(run, host):
     assert failure["forwarding"] == "kernel"
 
 
+TABLE_HINT = "(a kernel table id; in the rtpengine role rtpengine_kernel_table, or rtpengine_kernel_forwarding: never)"
+
+
 @pytest.mark.parametrize("args, msg", [
-    ({"table": 64}, "table must be 0 to 63 (a kernel table id), got 64"),
-    ({"table": -1}, "table must be 0 to 63 (a kernel table id), got -1"),
+    ({"table": 64}, f"table must be 0 to 63 {TABLE_HINT}, got 64"),
+    ({"table": -1}, f"table must be 0 to 63 {TABLE_HINT}, got -1"),
     ({"min_kernel_packets": -5}, "min_kernel_packets must be 0 or more, got -5"),
 ])
 def test_bad_input_names_the_option(run, host, args, msg):
     assert failure_of(run, args)["msg"] == msg
+
+
+def test_a_table_out_of_range_is_no_error_where_the_kernel_is_never_used(run, host):
+    # rtpengine's own way to say userspace (table = -1) with kernel forwarding switched off.
+    got = run({"mode": "never", "table": -1})
+    assert got["table"] == -1 and got["forwarding"] == "userspace"
