@@ -29,14 +29,19 @@ class ForwardingError(Exception):
     """Kernel forwarding was expected and is not happening; the message says what to look at."""
 
 
+# Where modules built outside the kernel's tree go (DKMS: updates/dkms; others: updates, extra).
+# xt_RTPENGINE is never in the kernel's own tree (kernel/, thousands of files, not walked on
+# every run).
+OUT_OF_TREE = ("updates", "extra")
+
+
 def _module_file(modules_root, release):
-    """Path of an xt_RTPENGINE module built for this kernel release (DKMS puts it in
-    updates/dkms/), or None."""
-    top = os.path.join(modules_root, release)
-    for directory, _dirs, files in os.walk(top):
-        for name in files:
-            if MODULE_FILE.match(name):
-                return os.path.join(directory, name)
+    """Path of an xt_RTPENGINE module built for this kernel release, or None."""
+    for top in OUT_OF_TREE:
+        for directory, _dirs, files in os.walk(os.path.join(modules_root, release, top)):
+            for name in files:
+                if MODULE_FILE.match(name):
+                    return os.path.join(directory, name)
     return None
 
 
