@@ -58,7 +58,9 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.xml")):
     # The end of the output is what a CI page shows: name every failed test there, with its message.
     for case in root.iter("testcase"):
         for bad in list(case.findall("failure")) + list(case.findall("error")):
-            message = " ".join((bad.get("message") or bad.text or "").split())[:600]
+            message = " ".join((bad.get("message") or bad.text or "").split())
+            if len(message) > 2400:  # its start names the check, its end the cause (journal lines)
+                message = message[:600] + " [...] " + message[-1800:]
             print(f"FAILED {path.rsplit('/', 1)[-1]}: {case.get('classname')}::{case.get('name')}: {message}")
 steps = sys.argv[2:]
 if steps:

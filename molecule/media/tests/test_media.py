@@ -158,6 +158,78 @@ def test_relay_down_gives_a_sip_error_not_a_hang():
         media1.run("systemctl is-active rtpengine-daemon")
 
 
+# Holds rtpengine's ng port (no SO_REUSEADDR: the daemon's bind must fail) while the daemon is
+# stopped, so its next start fails; exits when that start has failed ("once"), or after SECONDS.
+PORT_HOLDER = """
+import socket, subprocess, sys, time
+address, mode, seconds, since = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+held.bind((address, 2223))
+open("/run/itsp-port-held", "w").close()
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    if mode == "once" and "Failed with result" in subprocess.run(
+            ["journalctl", "-u", "rtpengine-daemon", "--since", "@" + since, "-o", "cat", "--no-pager"],
+            capture_output=True, text=True).stdout:
+        break
+    time.sleep(0.1)
+"""
+
+
+# rtpengine's own words (10.5) when its ng port is taken.
+PORT_TAKEN = (f"Failed to open UDP NG control connection port ({P['media1']['private_ipv4']}:2223): "
+              "Address already in use")
+
+
+def _hold_the_ng_port(mode, seconds):
+    """Stop media1's rtpengine and hold its ng port (in the background); returns once it is held."""
+    lab_exec("media1", "systemctl", "stop", "rtpengine-daemon")
+    lab_exec("media1", "rm", "-f", "/run/itsp-port-held")
+    since = lab_exec("media1", "date", "+%s")
+    lab_exec("media1", "sh", "-c", f"setsid python3 -c '{PORT_HOLDER}' {P['media1']['private_ipv4']} {mode} "
+                                   f"{seconds} {since} </dev/null >/dev/null 2>&1 &")
+    for _ in range(50):
+        if lab_exec("media1", "sh", "-c", "test -e /run/itsp-port-held && echo held") == "held":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the port holder did not bind rtpengine's ng port")
+
+
+def _relay_answers():
+    return lab_exec("media1", "sh", "-c", "rtpengine-ctl -ip 127.0.0.1 -port 9900 list numsessions >/dev/null "
+                                          "&& systemctl is-active rtpengine-daemon")
+
+
+def test_a_start_that_fails_once_is_tried_again_and_its_journal_reported():
+    # What the roles' restart handlers run (service_restart): the first start finds its port taken and
+    # fails; the holder lets go; the second start, 2 s later, works. The failed attempt's journal lines
+    # (rtpengine's own words) come back in the result and as a warning.
+    _hold_the_ng_port("once", 20)
+    got = run_module("media1", "itsp.cluster.service_restart", "name=rtpengine-daemon delay=2")
+    print(f"held port, restart: attempts {got.get('attempts')}, first attempt {got.get('failed_attempts')}")
+    assert not got["failed"] and got["attempts"] == 2, got
+    journal = " | ".join(got["failed_attempts"][0]["journal"])
+    assert PORT_TAKEN in journal, journal
+    assert _relay_answers() == "active"
+
+
+def test_negative_control_a_start_that_keeps_failing_fails_with_the_journal():
+    _hold_the_ng_port("hold", 8)
+    try:
+        got = run_module("media1", "itsp.cluster.service_restart", "name=rtpengine-daemon delay=1")
+        print(f"port held throughout: {got.get('msg')}")
+        assert got["failed"] and got["attempts"] == 2, got
+        assert got["msg"].startswith("rtpengine-daemon did not start (2 attempts, 1 s apart). Last attempt: "), got
+        assert "-- its journal: " in got["msg"] and PORT_TAKEN in got["msg"], got
+    finally:
+        for _ in range(100):
+            if lab_exec("media1", "sh", "-c", "pgrep -f itsp-port-hel[d] >/dev/null || echo gone") == "gone":
+                break
+            time.sleep(0.1)
+        lab_exec("media1", "sh", "-c", "systemctl reset-failed rtpengine-daemon; systemctl start rtpengine-daemon")
+    assert _relay_answers() == "active"
+
+
 @pytest.mark.parametrize("extra,message", [
     ({"rtpengine_port_min": 40000, "rtpengine_port_max": 30000},
      "rtpengine_port_min/rtpengine_port_max: 40000-30000 is not an ascending range of ports"),

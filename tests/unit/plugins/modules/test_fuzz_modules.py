@@ -29,6 +29,7 @@ from ansible_collections.itsp.cluster.plugins.modules import (
     instance_size,
     kamailio_rpc,
     rtpengine_forwarding,
+    service_restart,
 )
 from ansible_collections.itsp.cluster.tests.unit.plugins.fake_kamailio import FakeKamailio, json_rpc_answers
 from module_harness import Exit, Fail, closed_port, patch_exits, set_module_args
@@ -243,6 +244,12 @@ MODULES = {
         "bases": ({"mode": "auto", "table": 0}, {"table": 5, "verify": True, "min_kernel_packets": 1}),
         "options": ("mode", "table", "verify", "min_kernel_packets"),
     },
+    # systemctl and journalctl are the fake_iproute2 fixture's run_command (it answers 0): no unit is touched.
+    "service_restart": {
+        "main": service_restart.main,
+        "bases": ({"name": "rtpengine-daemon", "delay": 0}, {"name": "kamailio", "daemon_reload": True, "retries": 0}),
+        "options": ("name", "daemon_reload", "retries", "delay", "journal_lines"),
+    },
 }
 
 # The crashers issue 10 names, each first in its module's list.
@@ -264,6 +271,7 @@ KNOWN = {
     "file_set": ((0, {"files": [{"dest": "{tmp}/x", "content": "x", "mode": "u=rw"}]}),
                  (1, {"check.stage_dir": "../../../etc/passwd"})),
     "rtpengine_forwarding": ((0, {"table": 2 ** 63}), (1, {"min_kernel_packets": -1})),
+    "service_restart": ((0, {"name": "rtpengine-daemon\x00"}), (0, {"delay": "inf"})),
 }
 
 
