@@ -16,8 +16,8 @@ description:
     attempt's journal lines, and in RV(failed_attempts).
   - A start that failed on every attempt fails the task with the unit's own journal lines in the
     message (C(systemctl) alone says only "see journalctl").
-  - Used by the C(kamailio) and C(rtpengine) roles' restart handlers and by the C(sip_node) role's
-    rolling restart.
+  - Used by the restart handlers of the C(kamailio), C(rtpengine), C(keepalived), C(prometheus) and
+    C(sipdb) roles, the C(sip_node) role's rolling restart and C(migrate.yml)'s join.
 author:
   - itsp.cluster engineers (@itsp-cluster)
 options:
