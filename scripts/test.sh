@@ -43,8 +43,13 @@ if [ -f "$results/integration.failed" ]; then
 else
   failed+=("integration tests")
 fi
+logged() {  # logged FILE CMD...: run CMD, its output to the terminal and to FILE
+  local file=$1; shift
+  "$@" 2>&1 | tee "$file"
+  return "${PIPESTATUS[0]}"
+}
 for scenario in ${ITSP_SCENARIOS:-default media cluster security rolling eip bigbox migrate}; do
-  step "molecule $scenario" molecule test -s "$scenario"
+  step "molecule $scenario" logged "$results/molecule-$scenario.log" molecule test -s "$scenario"
 done
 
 python - "$results" "${failed[@]}" <<'PY'
@@ -63,6 +68,16 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.xml")):
                 message = message[:600] + " [...] " + message[-1800:]
             print(f"FAILED {path.rsplit('/', 1)[-1]}: {case.get('classname')}::{case.get('name')}: {message}")
 steps = sys.argv[2:]
+# A scenario that failed before its tests (in converge, say) has no test to name: its failed tasks.
+for step in steps:
+    if step.startswith("molecule "):
+        try:
+            with open(f"{sys.argv[1]}/molecule-{step.split()[1]}.log", errors="replace") as log:
+                tasks = [line.strip() for line in log if line.startswith("fatal: [") or "| FAILED! =>" in line]
+        except OSError:
+            tasks = []
+        for line in tasks[:3]:
+            print(f"FAILED {step}: {line if len(line) <= 2400 else line[:600] + ' [...] ' + line[-1800:]}")
 if steps:
     print("failed steps: " + ", ".join(steps))
     failed = max(failed, 1)
