@@ -78,8 +78,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 attempts:
-  description: How many starts were tried (1 when the first restart succeeded).
-  returned: success
+  description: How many starts were tried (1 when the first restart succeeded, 0 in check mode).
+  returned: always
   type: int
   sample: 1
 failed_attempts:
