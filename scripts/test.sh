@@ -45,7 +45,7 @@ else
 fi
 logged() {  # logged FILE CMD...: run CMD, its output to the terminal and to FILE
   local file=$1; shift
-  "$@" 2>&1 | tee "$file"
+  PYTHONUNBUFFERED=1 "$@" 2>&1 | tee "$file"  # unbuffered: through a pipe Python would write in bursts
   return "${PIPESTATUS[0]}"
 }
 for scenario in ${ITSP_SCENARIOS:-default media cluster security rolling eip bigbox migrate}; do

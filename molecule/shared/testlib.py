@@ -57,10 +57,10 @@ def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site
     res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     LAST_RUN["stdout"] = res.stdout
     # A restart that worked only when tried again (service_restart) passes, with the failed attempt's
-    # journal in a warning: printed, so the test's output keeps it.
-    for warning in " ".join(res.stderr.split()).split("[WARNING]: ")[1:]:
-        if "failed to start on attempt" in warning:
-            print(f"converge {limit}: {warning.strip()}")
+    # journal in a warning: printed, so the test's output keeps it. oneline leaves a module's warnings
+    # in its result's JSON (it prints no [WARNING] lines).
+    for warning in restart_warnings(res.stdout):
+        print(f"converge {limit}: {warning}")
     # oneline prints "HOST | FAILED! => {json}" for each failed task; a loop nests its items.
     failures = []
     for m in re.finditer(r"^\S+ \| FAILED! => (\{.*\})$", res.stdout, re.M):
@@ -70,6 +70,22 @@ def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site
     if res.returncode != 0 and not failures:
         failures = [res.stdout[-3000:] + res.stderr[-2000:]]
     return res.returncode, failures
+
+
+def restart_warnings(stdout):
+    """service_restart's warnings (a start that worked only when tried again) in oneline output."""
+    import json
+    import re
+
+    found = []
+    for m in re.finditer(r"^\S+ \| (?:CHANGED|SUCCESS|FAILED!) => (\{.*\})$", stdout, re.M):
+        try:
+            result = json.loads(m.group(1))
+        except ValueError:
+            continue
+        for one in [result] + [r for r in result.get("results", []) if isinstance(r, dict)]:
+            found += [" ".join(w.split()) for w in one.get("warnings", []) if "failed to start on attempt" in w]
+    return found
 
 
 def converge_killed_at(limit, extra_vars, task, timeout=600):

@@ -48,6 +48,9 @@ options:
     default: 20
 notes:
   - Needs C(systemctl) and C(journalctl) on the host.
+  - It sees what C(systemctl restart) reports. A unit of C(Type=simple) counts as started once its
+    process is forked (a daemon that dies a moment later is not retried here), and a wrapper unit
+    reports its own start (Debian's C(postgresql) is one; its clusters are C(postgresql@VERSION-NAME)).
 seealso:
   - module: ansible.builtin.systemd_service
 attributes:
@@ -79,12 +82,12 @@ EXAMPLES = r"""
 RETURN = r"""
 attempts:
   description: How many starts were tried (1 when the first restart succeeded, 0 in check mode).
-  returned: always
+  returned: when the arguments were accepted
   type: int
   sample: 1
 failed_attempts:
   description: For each failed start, what systemctl said and the unit's journal lines from it.
-  returned: always
+  returned: when the arguments were accepted
   type: list
   elements: dict
   sample:
@@ -143,7 +146,8 @@ def restart(run, name, retries, delay, journal_lines):
         if rc == 0:
             return attempt, failed, True
         # The journal of this attempt only: from its start, to the microsecond, in the host's local time
-        # (journalctl reads --since so).
+        # (journalctl reads --since so); flushed first, so the service's last lines are in it.
+        run(["journalctl", "--sync"])
         start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) + f".{int(since % 1 * 1e6):06d}"
         _, journal, _ = run(["journalctl", "-u", name, "--no-pager", "-o", "cat", "-n", str(journal_lines),
                              "--since", start])
@@ -179,7 +183,8 @@ def main():
     if params["daemon_reload"]:
         rc, out, err = run(["systemctl", "daemon-reload"])
         if rc != 0:
-            module.fail_json(msg=f"systemctl daemon-reload failed before restarting {name}: {(err or out).strip()}")
+            module.fail_json(msg=f"systemctl daemon-reload failed before restarting {name}: {(err or out).strip()}",
+                             attempts=0, failed_attempts=[])
     attempts, failed, ok = restart(run, name, params["retries"], params["delay"], params["journal_lines"])
     if not ok:
         module.fail_json(msg=f"{name} did not start ({attempts} attempts, {params['delay']:g} s apart). "

@@ -1,12 +1,13 @@
 """Calls with real RTP through a proxy and rtpengine behind the kernel 1-to-1 NAT."""
 
+import json
 import os
 import re
 import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, converge, platforms, run_module, sip
+from testlib import ansible_host, converge, platforms, restart_warnings, run_module, sip
 
 from lab import ng
 from lab.load import lab_exec
@@ -159,7 +160,8 @@ def test_relay_down_gives_a_sip_error_not_a_hang():
 
 
 # Holds rtpengine's ng port (no SO_REUSEADDR: the daemon's bind must fail) while the daemon is
-# stopped, so its next start fails; exits when that start has failed ("once"), or after SECONDS.
+# stopped, so its next start fails; exits once rtpengine said so ("once"), or after SECONDS (or when
+# killed).
 PORT_HOLDER = """
 import socket, subprocess, sys, time
 address, mode, seconds, since = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -168,7 +170,7 @@ held.bind((address, 2223))
 open("/run/itsp-port-held", "w").close()
 deadline = time.monotonic() + seconds
 while time.monotonic() < deadline:
-    if mode == "once" and "Failed with result" in subprocess.run(
+    if mode == "once" and "Address already in use" in subprocess.run(
             ["journalctl", "-u", "rtpengine-daemon", "--since", "@" + since, "-o", "cat", "--no-pager"],
             capture_output=True, text=True).stdout:
         break
@@ -200,33 +202,46 @@ def _relay_answers():
                                           "&& systemctl is-active rtpengine-daemon")
 
 
+def _let_go_and_start_the_relay():
+    """Whatever a test left: the holder gone, rtpengine running again."""
+    lab_exec("media1", "sh", "-c", "pkill -f itsp-port-hel[d]; true")
+    for _ in range(50):
+        if lab_exec("media1", "sh", "-c", "pgrep -f itsp-port-hel[d] >/dev/null || echo gone") == "gone":
+            break
+        time.sleep(0.1)
+    lab_exec("media1", "sh", "-c", "systemctl reset-failed rtpengine-daemon; systemctl start rtpengine-daemon")
+
+
 def test_a_start_that_fails_once_is_tried_again_and_its_journal_reported():
     # What the roles' restart handlers run (service_restart): the first start finds its port taken and
     # fails; the holder lets go; the second start, 2 s later, works. The failed attempt's journal lines
-    # (rtpengine's own words) come back in the result and as a warning.
-    _hold_the_ng_port("once", 20)
-    got = run_module("media1", "itsp.cluster.service_restart", "name=rtpengine-daemon delay=2")
-    print(f"held port, restart: attempts {got.get('attempts')}, first attempt {got.get('failed_attempts')}")
-    assert not got["failed"] and got["attempts"] == 2, got
-    journal = " | ".join(got["failed_attempts"][0]["journal"])
-    assert PORT_TAKEN in journal, journal
+    # (rtpengine's own words) come back in the result and in a warning, which converge() prints.
+    try:
+        _hold_the_ng_port("once", 30)
+        got = run_module("media1", "itsp.cluster.service_restart", "name=rtpengine-daemon delay=2")
+        print(f"held port, restart: attempts {got.get('attempts')}, first attempt {got.get('failed_attempts')}")
+        assert not got["failed"] and got["attempts"] == 2, got
+        journal = " | ".join(got["failed_attempts"][0]["journal"])
+        assert PORT_TAKEN in journal, journal
+        warnings = restart_warnings(f"media1 | CHANGED => {json.dumps(got)}")
+        assert len(warnings) == 1 and PORT_TAKEN in warnings[0], got.get("warnings")
+        assert warnings[0].startswith("rtpengine-daemon failed to start on attempt 1 and started on attempt 2"), \
+            warnings
+    finally:
+        _let_go_and_start_the_relay()
     assert _relay_answers() == "active"
 
 
 def test_negative_control_a_start_that_keeps_failing_fails_with_the_journal():
-    _hold_the_ng_port("hold", 8)
     try:
+        _hold_the_ng_port("hold", 30)
         got = run_module("media1", "itsp.cluster.service_restart", "name=rtpengine-daemon delay=1")
         print(f"port held throughout: {got.get('msg')}")
         assert got["failed"] and got["attempts"] == 2, got
         assert got["msg"].startswith("rtpengine-daemon did not start (2 attempts, 1 s apart). Last attempt: "), got
         assert "-- its journal: " in got["msg"] and PORT_TAKEN in got["msg"], got
     finally:
-        for _ in range(100):
-            if lab_exec("media1", "sh", "-c", "pgrep -f itsp-port-hel[d] >/dev/null || echo gone") == "gone":
-                break
-            time.sleep(0.1)
-        lab_exec("media1", "sh", "-c", "systemctl reset-failed rtpengine-daemon; systemctl start rtpengine-daemon")
+        _let_go_and_start_the_relay()
     assert _relay_answers() == "active"
 
 

@@ -24,7 +24,7 @@ class FakeSystemd:
         self.commands.append([a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(args)])
         tool, verb = self.commands[-1][0], self.commands[-1][1]
         if tool == "journalctl":
-            return 0, JOURNAL, ""
+            return (0, "", "") if verb == "--sync" else (0, JOURNAL, "")
         if verb == "daemon-reload":
             return (0, "", "") if self.reload_ok else (1, "", "Failed to reload daemon: Access denied")
         if verb in ("restart", "start"):
@@ -32,7 +32,7 @@ class FakeSystemd:
         return 0, "", ""
 
     def verbs(self):
-        return [c[1] if c[0] == "systemctl" else "journal" for c in self.commands]
+        return [c[1] if c[0] == "systemctl" else "sync" if c[1] == "--sync" else "journal" for c in self.commands]
 
 
 @pytest.fixture
@@ -61,8 +61,8 @@ def test_a_failed_start_is_tried_again_and_the_first_failure_is_a_warning(run, m
     got = run({"name": "rtpengine-daemon", "delay": 0.5})
     assert got["attempts"] == 2
     # The journal of the failed attempt only, then the failed state cleared (the start limit), then a start.
-    assert systemd.verbs() == ["restart", "journal", "reset-failed", "start"]
-    journal = systemd.commands[1]
+    assert systemd.verbs() == ["restart", "sync", "journal", "reset-failed", "start"]
+    journal = systemd.commands[2]
     assert journal[:3] == ["journalctl", "-u", "rtpengine-daemon"] and "--since" in journal
     assert got["failed_attempts"] == [{"systemctl": SYSTEMCTL_SAYS + " See journalctl -xeu ...",
                                        "journal": JOURNAL.splitlines()}]
@@ -84,7 +84,7 @@ def test_a_unit_that_never_starts_fails_with_its_journal(run, monkeypatch):
 def test_retries_zero_fails_on_the_first_failed_start(run, monkeypatch):
     systemd = fake(monkeypatch, [False, True])
     failure = failure_of(run, {"name": "kamailio", "retries": 0})
-    assert systemd.verbs() == ["restart", "journal"]
+    assert systemd.verbs() == ["restart", "sync", "journal"]
     assert failure["msg"].startswith("kamailio did not start (1 attempts")
 
 
