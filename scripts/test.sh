@@ -54,6 +54,12 @@ done
 
 python - "$results" "${failed[@]}" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
+
+def clip(text):
+    """One line; a long one keeps its start (what failed) and its end (the cause: journal lines)."""
+    text = " ".join(text.split())
+    return text if len(text) <= 2400 else text[:600] + " [...] " + text[-1800:]
+
 passed = failed = skipped = 0
 for path in sorted(glob.glob(sys.argv[1] + "/*.xml")):
     root = ET.parse(path).getroot()
@@ -63,9 +69,7 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.xml")):
     # The end of the output is what a CI page shows: name every failed test there, with its message.
     for case in root.iter("testcase"):
         for bad in list(case.findall("failure")) + list(case.findall("error")):
-            message = " ".join((bad.get("message") or bad.text or "").split())
-            if len(message) > 2400:  # its start names the check, its end the cause (journal lines)
-                message = message[:600] + " [...] " + message[-1800:]
+            message = clip(bad.get("message") or bad.text or "")
             print(f"FAILED {path.rsplit('/', 1)[-1]}: {case.get('classname')}::{case.get('name')}: {message}")
 steps = sys.argv[2:]
 # A scenario that failed before its tests (in converge, say) has no test to name: its failed tasks.
@@ -77,7 +81,7 @@ for step in steps:
         except OSError:
             tasks = []
         for line in tasks[:3]:
-            print(f"FAILED {step}: {line if len(line) <= 2400 else line[:600] + ' [...] ' + line[-1800:]}")
+            print(f"FAILED {step}: {clip(line)}")
 if steps:
     print("failed steps: " + ", ".join(steps))
     failed = max(failed, 1)

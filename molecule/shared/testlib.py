@@ -44,7 +44,6 @@ def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site
     """site.yml on some hosts with extra vars (a dict) and more inventory sources (to add groups,
     such as `retired`); returns (rc, failure messages)."""
     import json
-    import re
     import subprocess
 
     env = _oneline_env()
@@ -56,33 +55,42 @@ def converge(limit, extra_vars=None, inventories=(), timeout=600, playbook="site
         cmd += ["-e", json.dumps(extra_vars)]
     res = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     LAST_RUN["stdout"] = res.stdout
+    results = oneline_results(res.stdout)
     # A restart that worked only when tried again (service_restart) passes, with the failed attempt's
-    # journal in a warning: printed, so the test's output keeps it. oneline leaves a module's warnings
-    # in its result's JSON (it prints no [WARNING] lines).
-    for warning in restart_warnings(res.stdout):
+    # journal in a warning: printed, so the test's output keeps it.
+    for warning in restart_warnings(results):
         print(f"converge {limit}: {warning}")
-    # oneline prints "HOST | FAILED! => {json}" for each failed task; a loop nests its items.
+    # A loop nests its items.
     failures = []
-    for m in re.finditer(r"^\S+ \| FAILED! => (\{.*\})$", res.stdout, re.M):
-        result = json.loads(m.group(1))
-        items = [r for r in result.get("results", []) if r.get("failed")]
-        failures += [r.get("msg", "") for r in items] or [result.get("msg", "")]
+    for _host, state, result in results:
+        if state == "FAILED":
+            items = [r for r in result.get("results", []) if isinstance(r, dict) and r.get("failed")]
+            failures += [r.get("msg", "") for r in items] or [result.get("msg", "")]
     if res.returncode != 0 and not failures:
         failures = [res.stdout[-3000:] + res.stderr[-2000:]]
     return res.returncode, failures
 
 
-def restart_warnings(stdout):
-    """service_restart's warnings (a start that worked only when tried again) in oneline output."""
+def oneline_results(stdout):
+    """[(host, state, result)] from the oneline callback's "HOST | STATE => {json}" lines (FAILED! as
+    FAILED)."""
     import json
     import re
 
-    found = []
-    for m in re.finditer(r"^\S+ \| (?:CHANGED|SUCCESS|FAILED!) => (\{.*\})$", stdout, re.M):
+    results = []
+    for m in re.finditer(r"^(\S+) \| (\w+)!? => (\{.*\})$", stdout, re.M):
         try:
-            result = json.loads(m.group(1))
+            results.append((m.group(1), m.group(2), json.loads(m.group(3))))
         except ValueError:
             continue
+    return results
+
+
+def restart_warnings(results):
+    """service_restart's warnings (a start that worked only when tried again) among oneline_results();
+    oneline leaves a module's warnings in its result (it prints no [WARNING] lines)."""
+    found = []
+    for _host, _state, result in results:
         for one in [result] + [r for r in result.get("results", []) if isinstance(r, dict)]:
             found += [" ".join(w.split()) for w in one.get("warnings", []) if "failed to start on attempt" in w]
     return found
@@ -124,17 +132,15 @@ def converge_killed_at(limit, extra_vars, task, timeout=600):
 
 def run_module(name, module, args=""):
     """Run one module on one host with Ansible; returns its result dict (oneline callback)."""
-    import json
-    import re
     import subprocess
 
     env = _oneline_env()
     res = subprocess.run(["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], name, "-m", module, "-a", args],
                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    m = re.search(rf"^{re.escape(name)} \| (\w+)!? => (\{{.*\}})$", res.stdout, re.M)
-    assert m, res.stdout + res.stderr
-    result = json.loads(m.group(2))
-    result["failed"] = m.group(1) == "FAILED"
+    mine = [(state, result) for host, state, result in oneline_results(res.stdout) if host == name]
+    assert mine, res.stdout + res.stderr
+    state, result = mine[0]
+    result["failed"] = state == "FAILED"
     return result
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import testinfra.utils.ansible_runner
-from testlib import ansible_host, converge, platforms, restart_warnings, run_module, sip
+from testlib import ansible_host, converge, oneline_results, platforms, restart_warnings, run_module, sip
 
 from lab import ng
 from lab.load import lab_exec
@@ -223,7 +223,7 @@ def test_a_start_that_fails_once_is_tried_again_and_its_journal_reported():
         assert not got["failed"] and got["attempts"] == 2, got
         journal = " | ".join(got["failed_attempts"][0]["journal"])
         assert PORT_TAKEN in journal, journal
-        warnings = restart_warnings(f"media1 | CHANGED => {json.dumps(got)}")
+        warnings = restart_warnings(oneline_results(f"media1 | CHANGED => {json.dumps(got)}"))
         assert len(warnings) == 1 and PORT_TAKEN in warnings[0], got.get("warnings")
         assert warnings[0].startswith("rtpengine-daemon failed to start on attempt 1 and started on attempt 2"), \
             warnings
